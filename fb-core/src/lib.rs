@@ -1,0 +1,13 @@
+//! fb-core: everything fbkit's tools do, as a library. The binaries parse flags, call in here,
+//! print the error's cause chain and exit with [`Error::exit_code`]. Nothing in this crate
+//! prints or exits.
+
+pub mod archive;
+pub mod client;
+pub mod error;
+pub mod events;
+pub mod layout;
+pub mod manifest;
+pub mod topology;
+
+pub use error::{Error, ErrorKind, Result};
