@@ -6,8 +6,12 @@ pub mod archive;
 pub mod client;
 pub mod error;
 pub mod events;
+pub mod export;
+pub mod format;
 pub mod layout;
 pub mod manifest;
+pub mod output;
+pub mod schema;
 pub mod topology;
 
 pub use error::{Error, ErrorKind, Result};

@@ -1,1 +1,120 @@
+//! fb-export's command line. The work is in `fb_core::export`.
 
+use std::io::{BufWriter, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use fb_cli::{ClusterArgs, ReportArgs, Reporter};
+use fb_core::client::ClusterClient;
+use fb_core::export::{export, ExportOptions};
+use fb_core::output::AtomicFile;
+use fb_core::{Error, Result};
+
+/// Back up a whole FeatureBase cluster, reached through any one node, as one tar stream.
+#[derive(Parser, Debug)]
+#[command(
+    name = "fb-export",
+    version,
+    about = "Back up a whole FeatureBase cluster as one deterministic tar stream",
+    long_about = "Back up a whole FeatureBase cluster, reached through any one node, as one deterministic tar \
+stream: the layout of `featurebase backup`, with MANIFEST.json (sizes and SHA-256 of every entry) as the last \
+entry. A failed export never writes the manifest, so a cut or failed stream can never pass for a backup.\n\n\
+Files stream from the cluster to the output without being held in memory or spilled to disk: every file's \
+length is known from its first bytes (RBF and bbolt headers) or from Content-Length. A file that declares \
+neither is refused (exit 76) rather than buffered.",
+    after_help = "Examples:\n  fb-export --host db1:10101 | zstd | ssh vault 'cat > fb-$(date +%F).tar.zst'\n  \
+fb-export --host https://db1:10101 --auth-token-file tok --tls.ca-certificate ca.crt -o fb.tar\n\n\
+Exit status: 0 success, 2 usage, 69 cluster or replica unreachable, 73 cannot create output, 74 I/O error \
+or closed output, 76 unexpected answer, 77 auth refused, 78 bad TLS material, 130 interrupted."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Write the archive to FILE (atomically: temp file, fsync, rename) instead of stdout
+    #[arg(short, long, value_name = "FILE", help_heading = "Output")]
+    pub output: Option<PathBuf>,
+    /// With -o: skip the fsyncs of the file and its directory
+    #[arg(long, requires = "output", help_heading = "Output")]
+    pub no_sync: bool,
+    /// Back up only this index (repeatable); an unknown name is an error
+    #[arg(long = "index", value_name = "NAME", help_heading = "Behaviour")]
+    pub indexes: Vec<String>,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+/// Run fb-export with parsed flags; returns the exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    let reporter = Reporter::new("fb-export", &cli.report);
+    match run_inner(&cli, &reporter) {
+        Ok(summary) => {
+            reporter.summary(&fb_cli::transfer_summary(summary.files, summary.bytes, summary.seconds));
+            ExitCode::SUCCESS
+        }
+        Err(e) => fb_cli::fail("fb-export", &e),
+    }
+}
+
+fn source_date_epoch() -> Result<Option<u64>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| Error::usage(format!("SOURCE_DATE_EPOCH={v:?} is not a whole number of seconds"))),
+        _ => Ok(None),
+    }
+}
+
+fn run_inner(cli: &Cli, reporter: &Arc<Reporter>) -> Result<fb_core::export::ExportSummary> {
+    let epoch = source_date_epoch()?;
+    let opts = ExportOptions { indexes: cli.indexes.clone(), mtime: epoch.unwrap_or(0), source_date_epoch: epoch };
+    let cluster = cli.cluster.options()?;
+    if cli.output.is_none() && std::io::stdout().is_terminal() {
+        return Err(Error::usage("refusing to write archive bytes to a terminal; redirect stdout or use -o FILE"));
+    }
+    let client = Arc::new(ClusterClient::new(&cluster, reporter.events())?);
+    let rt = fb_cli::runtime()?;
+    let result = (|| match &cli.output {
+        Some(path) => {
+            let file = AtomicFile::create(path, !cli.no_sync)?;
+            let temp = file.temp_path();
+            let out = BufWriter::with_capacity(1 << 20, file);
+            let result = rt.block_on(async {
+                tokio::select! {
+                    r = export(client, &opts, out) => r,
+                    _ = fb_cli::interrupted() => Err(Error::interrupted("interrupted; the partial file was removed")),
+                }
+            });
+            match result {
+                Ok((out, summary)) => {
+                    let file = out.into_inner().map_err(|e| Error::io("flushing the archive", e.into_error()))?;
+                    file.commit()?;
+                    Ok(summary)
+                }
+                Err(e) => {
+                    // The writer thread may still hold the temporary file; remove it by name.
+                    let _ = std::fs::remove_file(&temp);
+                    Err(e)
+                }
+            }
+        }
+        None => {
+            let out = BufWriter::with_capacity(1 << 20, fb_cli::stdout_file()?);
+            let result = rt.block_on(async {
+                tokio::select! {
+                    r = export(client, &opts, out) => r,
+                    _ = fb_cli::interrupted() => Err(Error::interrupted("interrupted; the output is incomplete (no manifest)")),
+                }
+            });
+            let (mut out, summary) = result?;
+            out.flush().map_err(|e| Error::io("flushing stdout", e))?;
+            Ok(summary)
+        }
+    })();
+    // Do not wait for tasks still blocked on the network or a full pipe.
+    rt.shutdown_background();
+    result
+}

@@ -1,0 +1,575 @@
+//! `fb-export`: read a whole cluster through one node and write it as one deterministic tar
+//! stream (contract §1), `MANIFEST.json` last and only after everything before it succeeded.
+//!
+//! Files move from HTTP bodies to the output without being held whole: the length of each
+//! file is known before its body ends (the RBF or bbolt header in the first bytes, or
+//! Content-Length), so the tar header is written first and the body streamed behind it.
+//! With `--concurrency N`, N files are fetched at once while a single writer emits entries in
+//! the planned order, so the bytes do not depend on N or on which node answered first.
+//!
+//! Failover: a file is read from its first live owner; connection refused, 5xx, a short or
+//! long body move to the next owner. When bytes of the file were already written, the next
+//! owner's copy is read from the start and its first bytes must hash to exactly what was
+//! written before the rest is appended; otherwise the export fails.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::archive::TarWriter;
+use crate::client::{ClusterClient, Fetched};
+use crate::error::{Error, ErrorKind, Result};
+use crate::events::Event;
+use crate::format::{declared_len, DECLARED_LEN_PREFIX};
+use crate::layout::{EntryKind, EntryPath, MANIFEST_NAME, PARTITION_N};
+use crate::manifest::{Manifest, ManifestEntry};
+use crate::schema::Schema;
+use crate::topology::{ClusterStatus, Node};
+
+/// What to export and how to stamp it.
+#[derive(Debug, Clone, Default)]
+pub struct ExportOptions {
+    /// `--index`: only these indexes (each must exist). Empty: all.
+    pub indexes: Vec<String>,
+    /// mtime of every entry (`SOURCE_DATE_EPOCH`, else 0).
+    pub mtime: u64,
+    /// `SOURCE_DATE_EPOCH`, recorded in the manifest's source when set.
+    pub source_date_epoch: Option<u64>,
+}
+
+/// What a successful export moved.
+#[derive(Debug, Clone)]
+pub struct ExportSummary {
+    /// Entries written (without the manifest).
+    pub files: u64,
+    /// Bytes of entry data written.
+    pub bytes: u64,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// The manifest written last.
+    pub manifest: Manifest,
+}
+
+/// One file of the plan: its archive path and where it can be read.
+#[derive(Debug, Clone)]
+pub struct PlannedEntry {
+    /// Archive path.
+    pub path: EntryPath,
+    /// Nodes to try, in order.
+    pub owners: Vec<Node>,
+    /// Request path and query.
+    pub request: String,
+    /// Whether a 404 means "there is no such file" (key partitions, dataframes) rather than
+    /// a failure.
+    pub optional: bool,
+}
+
+/// The whole plan of an export.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The cluster's status at the start.
+    pub status: ClusterStatus,
+    /// The schema entry's bytes.
+    pub schema_bytes: Vec<u8>,
+    /// Every other entry, in archive order.
+    pub entries: Vec<PlannedEntry>,
+    /// The manifest's `source` object.
+    pub source: Map<String, Value>,
+}
+
+/// Read status, schema, shard lists and owners, and lay out the archive: schema; per index
+/// its shards (each followed by its dataframe), then its key partitions and field key stores
+/// (key translation after the data it covers); then idalloc (after all data, so every ID the
+/// data uses is committed in the allocator state that is restored: no ID is handed out twice).
+pub async fn plan(client: &ClusterClient, opts: &ExportOptions) -> Result<Plan> {
+    let status = client.status().await?;
+    if status.nodes.is_empty() {
+        return Err(Error::protocol("/status lists no nodes"));
+    }
+    let entry_node = &client.entry_node().clone();
+    let schema_json: Value = client.get_json(entry_node, "/schema").await?;
+    let mut schema = Schema::from_value(schema_json)?;
+    if !opts.indexes.is_empty() {
+        let known: Vec<&str> = schema.indexes.iter().map(|i| i.name.as_str()).collect();
+        for want in &opts.indexes {
+            if !known.contains(&want.as_str()) {
+                return Err(Error::usage(format!(
+                    "--index {want:?}: no such index in the cluster (it has: {})",
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                )));
+            }
+        }
+        schema = schema.select(&opts.indexes);
+    }
+    let primary = status.nodes.iter().find(|n| n.is_primary).cloned().unwrap_or_else(|| status.nodes[0].clone());
+    let concurrency = client.options().concurrency.max(1) * 4;
+    let mut entries = Vec::new();
+    let mut replicas = 1;
+    let partition_owners: Vec<Vec<Node>> = if schema.indexes.iter().any(|i| i.keys) {
+        futures_util::stream::iter(0..PARTITION_N)
+            .map(|p| async move {
+                client.get_json::<Vec<Node>>(entry_node, &format!("/internal/partition/nodes?partition={p}")).await
+            })
+            .buffered(concurrency)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_>>()?
+    } else {
+        Vec::new()
+    };
+    for index in &schema.indexes {
+        let name = &index.name;
+        #[derive(serde::Deserialize)]
+        struct Shards {
+            shards: Option<Vec<u64>>,
+        }
+        let shards: Shards = client.get_json(entry_node, &format!("/internal/index/{name}/shards")).await?;
+        let shards: BTreeSet<u64> = shards.shards.unwrap_or_default().into_iter().collect();
+        let owners: Vec<Vec<Node>> = futures_util::stream::iter(shards.iter().copied())
+            .map(|s| async move {
+                client.get_json::<Vec<Node>>(entry_node, &format!("/internal/fragment/nodes?index={name}&shard={s}")).await
+            })
+            .buffered(concurrency)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_>>()?;
+        for (shard, owners) in shards.iter().zip(owners) {
+            if owners.is_empty() {
+                return Err(Error::protocol(format!("the cluster names no owner for index {name:?} shard {shard}")));
+            }
+            replicas = replicas.max(owners.len());
+            client.trust_nodes(&owners);
+            entries.push(PlannedEntry {
+                path: EntryPath::Shard { index: name.clone(), shard: *shard },
+                owners: owners.clone(),
+                request: format!("/internal/index/{name}/shard/{shard}/snapshot"),
+                optional: false,
+            });
+            entries.push(PlannedEntry {
+                path: EntryPath::Dataframe { index: name.clone(), shard: *shard },
+                owners,
+                request: format!("/index/{name}/dataframe/{shard}"),
+                optional: true,
+            });
+        }
+        if index.keys {
+            for (p, owners) in partition_owners.iter().enumerate() {
+                client.trust_nodes(owners);
+                entries.push(PlannedEntry {
+                    path: EntryPath::IndexKeys { index: name.clone(), partition: p as u32 },
+                    owners: owners.clone(),
+                    request: format!("/internal/translate/data?index={name}&partition={p}"),
+                    optional: true,
+                });
+            }
+        }
+        for field in index.fields.iter().filter(|f| f.keys) {
+            // Field key stores live on the primary; restore copies them to every node.
+            let mut owners = vec![primary.clone()];
+            owners.extend(status.nodes.iter().filter(|n| n.id != primary.id).cloned());
+            entries.push(PlannedEntry {
+                path: EntryPath::FieldKeys { index: name.clone(), field: field.name.clone() },
+                owners,
+                request: format!("/internal/translate/data?index={name}&field={}", field.name),
+                optional: true,
+            });
+        }
+    }
+    entries.push(PlannedEntry {
+        path: EntryPath::Idalloc,
+        owners: vec![primary.clone()],
+        request: "/internal/idalloc/data".into(),
+        optional: false,
+    });
+
+    let mut source = Map::new();
+    source.insert("host".into(), client.options().host.clone().into());
+    if !status.cluster_name.is_empty() {
+        source.insert("cluster_name".into(), status.cluster_name.clone().into());
+    }
+    source.insert("nodes".into(), status.nodes.len().into());
+    source.insert("replicas".into(), replicas.into());
+    if let Ok(Fetched::Found(resp)) = client.get(entry_node, "/version", "application/json").await {
+        let v: Option<Value> = resp.bytes().await.ok().and_then(|b| serde_json::from_slice(&b).ok());
+        if let Some(version) = v.as_ref().and_then(|v| v.get("version")).and_then(Value::as_str) {
+            if !version.is_empty() {
+                source.insert("featurebase_version".into(), version.into());
+            }
+        }
+    }
+    if !opts.indexes.is_empty() {
+        source.insert("indexes".into(), schema.indexes.iter().map(|i| Value::from(i.name.clone())).collect());
+    }
+    if let Some(epoch) = opts.source_date_epoch {
+        source.insert("source_date_epoch".into(), epoch.into());
+    }
+    Ok(Plan { status, schema_bytes: schema.backup_bytes(), entries, source })
+}
+
+/// A message from a fetch task to the writer, for one entry.
+enum Piece {
+    /// The file exists and holds exactly this many bytes.
+    Begin(u64),
+    /// The next bytes.
+    Data(Bytes),
+    /// The source changed after `written` bytes were sent: the next `written` bytes repeat
+    /// them and must match before the rest follows.
+    Restart { written: u64, node: String },
+    /// The file is complete.
+    End,
+    /// There is no such file (optional entries only); the reason is recorded.
+    Absent(AbsentReason),
+    /// The file could not be read from any owner.
+    Failed(Error),
+}
+
+/// Why an optional entry is not in the archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AbsentReason {
+    NotFound,
+    DataframesDisabled,
+}
+
+/// Pieces buffered per file in flight: with chunks of at most a few tens of KiB, a few MiB.
+const PIECES_PER_FILE: usize = 64;
+
+/// Run the export into `out` (a tar stream); `out` is returned on success, after the
+/// manifest and the end-of-archive marker were written and flushed. On failure nothing more
+/// is written: no manifest, no trailer, so the output can never look complete.
+pub async fn export<W: Write + Send + 'static>(
+    client: Arc<ClusterClient>,
+    opts: &ExportOptions,
+    out: W,
+) -> Result<(W, ExportSummary)> {
+    let started = Instant::now();
+    let plan = plan(&client, opts).await?;
+    client.events().event(Event::Started { files: plan.entries.len() as u64 + 1, planned_bytes: None });
+    let mtime = opts.mtime;
+    let (order_tx, order_rx) = mpsc::channel::<(PlannedEntry, mpsc::Receiver<Piece>)>(client.options().concurrency.max(1) + 1);
+    let events = client.events().clone();
+    let schema_bytes = plan.schema_bytes.clone();
+    let source = plan.source.clone();
+    let writer = std::thread::Builder::new()
+        .name("fb-export-writer".into())
+        .spawn(move || write_archive(out, mtime, schema_bytes, source, order_rx, events))
+        .map_err(|e| Error::io("starting the writer thread", e))?;
+
+    let sem = Arc::new(Semaphore::new(client.options().concurrency.max(1)));
+    let mut tasks = Vec::new();
+    for entry in plan.entries {
+        let permit = sem.clone().acquire_owned().await.expect("semaphore never closed");
+        let (tx, rx) = mpsc::channel(PIECES_PER_FILE);
+        let c = client.clone();
+        let e = entry.clone();
+        tasks.push(tokio::spawn(async move {
+            fetch_entry(&c, &e, &tx).await;
+            drop(permit);
+        }));
+        if order_tx.send((entry, rx)).await.is_err() {
+            break; // the writer stopped; its error is reported below
+        }
+    }
+    drop(order_tx);
+    let result = tokio::task::spawn_blocking(move || writer.join())
+        .await
+        .map_err(|_| Error::io("writer thread", std::io::Error::other("join failed")))?
+        .map_err(|_| Error::io("writer thread", std::io::Error::other("the writer panicked")))?;
+    for t in tasks {
+        t.abort();
+    }
+    let (out, files, bytes, manifest) = result?;
+    let seconds = started.elapsed().as_secs_f64();
+    client.events().event(Event::Finished { files, bytes, seconds });
+    Ok((out, ExportSummary { files, bytes, seconds, manifest }))
+}
+
+type WriterResult<W> = Result<(W, u64, u64, Manifest)>;
+
+fn write_archive<W: Write>(
+    out: W,
+    mtime: u64,
+    schema_bytes: Vec<u8>,
+    mut source: Map<String, Value>,
+    mut order_rx: mpsc::Receiver<(PlannedEntry, mpsc::Receiver<Piece>)>,
+    events: crate::events::Events,
+) -> WriterResult<W> {
+    let out_err = |what: &str, e: std::io::Error| Error::io(format!("writing the archive ({what})"), e);
+    let mut tar = TarWriter::new(out, mtime);
+    let mut entries = Vec::new();
+    let mut bytes = 0u64;
+    tar.append("schema", &schema_bytes).map_err(|e| out_err("schema", e))?;
+    entries.push(ManifestEntry::new(&EntryPath::Schema, schema_bytes.len() as u64, &Sha256::digest(&schema_bytes).into()));
+    bytes += schema_bytes.len() as u64;
+    events.event(Event::FileDone { path: "schema".into(), size: schema_bytes.len() as u64 });
+    let mut dataframes_disabled = false;
+    while let Some((entry, mut rx)) = order_rx.blocking_recv() {
+        let name = entry.path.to_string();
+        let mut hasher = Sha256::new();
+        let mut size: Option<u64> = None;
+        let mut written = 0u64;
+        // While verifying a restarted source: (bytes still to compare, hasher of the new copy).
+        let mut verify: Option<(u64, Sha256, String)> = None;
+        loop {
+            let piece = rx.blocking_recv().unwrap_or_else(|| {
+                Piece::Failed(Error::io(format!("fetching {name}"), std::io::Error::other("fetch task ended early")))
+            });
+            match piece {
+                Piece::Absent(reason) => {
+                    if reason == AbsentReason::DataframesDisabled {
+                        dataframes_disabled = true;
+                    }
+                    break;
+                }
+                Piece::Failed(e) => return Err(e),
+                Piece::Begin(n) => {
+                    tar.begin_entry(&name, n).map_err(|e| out_err(&name, e))?;
+                    size = Some(n);
+                }
+                Piece::Restart { written: w, node } => {
+                    debug_assert_eq!(w, written);
+                    verify = Some((written, Sha256::new(), node));
+                }
+                Piece::Data(mut data) => {
+                    if let Some((left, h, node)) = verify.as_mut() {
+                        let take = (*left).min(data.len() as u64) as usize;
+                        h.update(&data[..take]);
+                        *left -= take as u64;
+                        data = data.slice(take..);
+                        if *left == 0 {
+                            let node = node.clone();
+                            let (_, h, _) = verify.take().expect("verify state present");
+                            if h.finalize() != hasher.clone().finalize() {
+                                return Err(Error::unavailable(format!(
+                                    "{name}: the copy on {node} differs from the {written} bytes already written from another replica; cannot resume"
+                                )));
+                            }
+                        }
+                        if data.is_empty() {
+                            continue;
+                        }
+                    }
+                    tar.write_data(&data).map_err(|e| out_err(&name, e))?;
+                    hasher.update(&data);
+                    written += data.len() as u64;
+                    events.event(Event::Bytes(data.len() as u64));
+                }
+                Piece::End => {
+                    let size = size.expect("End follows Begin");
+                    if written != size || verify.is_some() {
+                        return Err(Error::io(
+                            format!("{name}: {written} of {size} bytes"),
+                            std::io::Error::other("internal: entry ended early"),
+                        ));
+                    }
+                    entries.push(ManifestEntry::new(&entry.path, size, &hasher.finalize().into()));
+                    bytes += size;
+                    events.event(Event::FileDone { path: name.clone(), size });
+                    break;
+                }
+            }
+        }
+    }
+    if dataframes_disabled {
+        source.insert("dataframes".into(), "disabled".into());
+    }
+    let files = entries.len() as u64;
+    let manifest = Manifest::new(source, entries);
+    tar.append(MANIFEST_NAME, &manifest.to_bytes()).map_err(|e| out_err(MANIFEST_NAME, e))?;
+    let out = tar.finish().map_err(|e| out_err("end of archive", e))?;
+    Ok((out, files, bytes, manifest))
+}
+
+/// Why one owner could not serve a file, and whether the next owner should be tried.
+struct OwnerFailure {
+    error: Error,
+    next: bool,
+}
+
+/// Fetch one file, failing over between its owners, and send it to the writer.
+async fn fetch_entry(client: &ClusterClient, entry: &PlannedEntry, tx: &mpsc::Sender<Piece>) {
+    let name = entry.path.to_string();
+    let mut begun: Option<u64> = None;
+    let mut written = 0u64;
+    let mut tried = Vec::new();
+    let mut not_found = 0;
+    let owners = client.prefer_live(&entry.owners);
+    for (i, node) in owners.iter().enumerate() {
+        tried.push(node.uri.authority());
+        let result = fetch_from(client, entry, node, &mut begun, &mut written, tx).await;
+        let failure = match result {
+            Ok(Some(reason)) if entry.optional => {
+                let _ = tx.send(Piece::Absent(reason)).await;
+                return;
+            }
+            Ok(Some(_)) => {
+                not_found += 1;
+                OwnerFailure { error: Error::unavailable(format!("{name}: 404 on {}", node.uri.authority())), next: true }
+            }
+            Ok(None) => return,
+            Err(f) => f,
+        };
+        if !failure.next || failure.error.kind() == ErrorKind::Auth {
+            let _ = tx.send(Piece::Failed(failure.error)).await;
+            return;
+        }
+        client.events().event(Event::Failover {
+            entry: name.clone(),
+            from: node.uri.authority(),
+            to: owners.get(i + 1).map(|n| n.uri.authority()),
+            reason: failure.error.chain(),
+        });
+        if i + 1 == owners.len() {
+            let what = if not_found == owners.len() { "no owner has it" } else { "no owner could serve it" };
+            let e = Error::unavailable(format!("{name}: {what}; tried {}", tried.join(", ")))
+                .with_source(failure.error);
+            let _ = tx.send(Piece::Failed(e)).await;
+            return;
+        }
+    }
+    let _ = tx.send(Piece::Failed(Error::unavailable(format!("{name}: the cluster lists no owner")))).await;
+}
+
+/// Read the file from one node. Ok(None): sent completely. Ok(Some(reason)): the node has
+/// no such file. Err: this node failed (maybe after sending part of the file).
+async fn fetch_from(
+    client: &ClusterClient,
+    entry: &PlannedEntry,
+    node: &Node,
+    begun: &mut Option<u64>,
+    written: &mut u64,
+    tx: &mpsc::Sender<Piece>,
+) -> std::result::Result<Option<AbsentReason>, OwnerFailure> {
+    let name = entry.path.to_string();
+    let at = node.uri.authority();
+    let fail = |error: Error| OwnerFailure { error, next: true };
+    let writer_gone = || OwnerFailure { error: Error::io(format!("{name}: writer stopped"), std::io::Error::other("writer stopped")), next: false };
+    let resp = match client.get(&node.uri, &entry.request, "application/octet-stream").await {
+        Ok(Fetched::Found(r)) => r,
+        Ok(Fetched::NotFound) => return Ok(Some(AbsentReason::NotFound)),
+        Ok(Fetched::BadRequest(body)) => {
+            if entry.path.kind() == EntryKind::Dataframe && body.to_ascii_lowercase().contains("disabled") {
+                return Ok(Some(AbsentReason::DataframesDisabled));
+            }
+            return Err(fail(Error::protocol(format!("{name} on {at}: 400 Bad Request: {}", body.trim()))));
+        }
+        Err(e) => {
+            let next = e.kind() != ErrorKind::Auth;
+            return Err(OwnerFailure { error: e.context(format!("{name} on {at}")), next });
+        }
+    };
+    let content_length = resp.content_length();
+    let mut body = resp.bytes_stream();
+    let kind = entry.path.kind();
+    // Collect the first bytes: they declare the file's length.
+    let mut prefix: Vec<u8> = Vec::new();
+    let mut ended = false;
+    while prefix.len() < DECLARED_LEN_PREFIX {
+        match body.next().await {
+            Some(Ok(chunk)) => prefix.extend_from_slice(&chunk),
+            Some(Err(e)) => {
+                return Err(fail(Error::unavailable(format!("{name} on {at}: the body broke off")).with_source(e)))
+            }
+            None => {
+                ended = true;
+                break;
+            }
+        }
+    }
+    let declared = declared_len(kind, &prefix).map_err(|p| {
+        let msg = if ended {
+            format!("{name} on {at}: the body ended after {} bytes, before a valid file header ({p})", prefix.len())
+        } else {
+            format!("{name} on {at}: not a valid file: {p}")
+        };
+        fail(Error::unavailable(msg))
+    })?;
+    let size = match (declared, content_length) {
+        (Some(d), Some(c)) if d != c => {
+            return Err(fail(Error::unavailable(format!(
+                "{name} on {at}: Content-Length {c} disagrees with the {d} bytes the file declares"
+            ))))
+        }
+        (Some(d), _) => d,
+        (None, Some(c)) => c,
+        (None, None) if ended => prefix.len() as u64,
+        (None, None) => {
+            return Err(OwnerFailure {
+                error: Error::protocol(format!("{name} on {at}: no Content-Length and no length in the file")),
+                next: false,
+            })
+        }
+    };
+    match *begun {
+        None => {
+            tx.send(Piece::Begin(size)).await.map_err(|_| writer_gone())?;
+            *begun = Some(size);
+        }
+        Some(prev) if prev != size => {
+            return Err(OwnerFailure {
+                error: Error::unavailable(format!(
+                    "{name}: {at} has a copy of {size} bytes, but {prev} were announced from another replica; cannot resume"
+                )),
+                next: false,
+            })
+        }
+        Some(_) => {
+            if *written > 0 {
+                tx.send(Piece::Restart { written: *written, node: at.clone() }).await.map_err(|_| writer_gone())?;
+            }
+        }
+    }
+    // From here `received` counts this node's bytes; the writer skips/verifies the first
+    // `written` of them when this is a restart.
+    let already = *written;
+    let mut received = 0u64;
+    let send = |chunk: Bytes, received: &mut u64, written: &mut u64| {
+        *received += chunk.len() as u64;
+        if *received > already {
+            *written = *received;
+        }
+        chunk
+    };
+    if !prefix.is_empty() {
+        if prefix.len() as u64 > size {
+            return Err(fail(Error::unavailable(format!("{name} on {at}: body longer than the {size} bytes declared"))));
+        }
+        let chunk = send(Bytes::from(prefix), &mut received, written);
+        tx.send(Piece::Data(chunk)).await.map_err(|_| writer_gone())?;
+    }
+    while !ended {
+        match body.next().await {
+            Some(Ok(chunk)) => {
+                if received + chunk.len() as u64 > size {
+                    return Err(fail(Error::unavailable(format!(
+                        "{name} on {at}: body longer than the {size} bytes declared"
+                    ))));
+                }
+                let chunk = send(chunk, &mut received, written);
+                tx.send(Piece::Data(chunk)).await.map_err(|_| writer_gone())?;
+            }
+            Some(Err(e)) => {
+                return Err(fail(
+                    Error::unavailable(format!("{name} on {at}: the body broke off after {received} of {size} bytes"))
+                        .with_source(e),
+                ))
+            }
+            None => ended = true,
+        }
+    }
+    if received < size {
+        return Err(fail(Error::unavailable(format!(
+            "{name} on {at}: the body ended after {received} of the {size} bytes the file declares"
+        ))));
+    }
+    tx.send(Piece::End).await.map_err(|_| writer_gone())?;
+    Ok(None)
+}

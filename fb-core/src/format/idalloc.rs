@@ -1,0 +1,1 @@
+//! ID allocator file (work in progress).

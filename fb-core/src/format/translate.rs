@@ -1,0 +1,1 @@
+//! Key translation stores (work in progress).
