@@ -108,6 +108,12 @@ pub async fn plan(client: &ClusterClient, opts: &ExportOptions) -> Result<Plan> 
         }
         schema = schema.select(&opts.indexes);
     }
+    // Upstream's backup walks indexes and keyed fields in name order; so do we, whatever order
+    // the server listed them in, so that the archive order is a function of the content.
+    schema.indexes.sort_by(|a, b| a.name.cmp(&b.name));
+    for index in &mut schema.indexes {
+        index.fields.sort_by(|a, b| a.name.cmp(&b.name));
+    }
     let primary = status.nodes.iter().find(|n| n.is_primary).cloned().unwrap_or_else(|| status.nodes[0].clone());
     let concurrency = client.options().concurrency.max(1) * 4;
     let mut entries = Vec::new();

@@ -177,6 +177,20 @@ impl EntryPath {
         Ok(entry)
     }
 
+    /// Sort key of the archive order fb-export writes: `schema`; then per index (by name) each
+    /// shard followed by its dataframe, the key partitions, the field key stores (by field
+    /// name); then `idalloc`. Used to order the entries of a directory the same way.
+    pub fn archive_order(&self) -> (u8, &str, u8, u64, u8, &str) {
+        match self {
+            EntryPath::Schema => (0, "", 0, 0, 0, ""),
+            EntryPath::Shard { index, shard } => (1, index, 0, *shard, 0, ""),
+            EntryPath::Dataframe { index, shard } => (1, index, 0, *shard, 1, ""),
+            EntryPath::IndexKeys { index, partition } => (1, index, 1, u64::from(*partition), 0, ""),
+            EntryPath::FieldKeys { index, field } => (1, index, 2, 0, 0, field),
+            EntryPath::Idalloc => (2, "", 0, 0, 0, ""),
+        }
+    }
+
     /// Whether this entry holds key translation (written after the data it covers).
     pub fn is_keys(&self) -> bool {
         matches!(

@@ -13,5 +13,6 @@ pub mod manifest;
 pub mod output;
 pub mod schema;
 pub mod topology;
+pub mod verify;
 
 pub use error::{Error, ErrorKind, Result};

@@ -4,7 +4,10 @@
 //!
 //! The bytes are fixed: two-space pretty JSON, keys in declaration order, a final newline.
 //! `entries_sha256` is the SHA-256 of the compact JSON serialisation (no whitespace, same key
-//! order) of the `entries` array.
+//! order) of the `entries` array. `manifest_sha256`, the last key, is the SHA-256 of the
+//! compact serialisation of every key before it, so no byte of the manifest (its `source`
+//! included) can change unnoticed; a reader also requires the canonical bytes exactly, which
+//! catches changes to white space.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -101,6 +104,33 @@ pub struct Manifest {
     pub totals: Totals,
     /// SHA-256 of the compact serialisation of `entries`.
     pub entries_sha256: String,
+    /// SHA-256 of the compact serialisation of all the keys above.
+    pub manifest_sha256: String,
+}
+
+/// The keys covered by `manifest_sha256`, in order.
+#[derive(Serialize)]
+struct Covered<'a> {
+    format: &'a str,
+    version: u64,
+    source: &'a serde_json::Map<String, serde_json::Value>,
+    entries: &'a [ManifestEntry],
+    totals: &'a Totals,
+    entries_sha256: &'a str,
+}
+
+impl Manifest {
+    fn self_digest(&self) -> String {
+        let covered = Covered {
+            format: &self.format,
+            version: self.version,
+            source: &self.source,
+            entries: &self.entries,
+            totals: &self.totals,
+            entries_sha256: &self.entries_sha256,
+        };
+        hex(&Sha256::digest(serde_json::to_vec(&covered).expect("manifest serialises")))
+    }
 }
 
 impl Manifest {
@@ -111,14 +141,17 @@ impl Manifest {
     ) -> Self {
         let totals = totals(&entries);
         let entries_sha256 = entries_digest(&entries);
-        Manifest {
+        let mut m = Manifest {
             format: FORMAT.into(),
             version: VERSION,
             source,
             entries,
             totals,
             entries_sha256,
-        }
+            manifest_sha256: String::new(),
+        };
+        m.manifest_sha256 = m.self_digest();
+        m
     }
 
     /// The exact bytes of `MANIFEST.json`.
@@ -198,6 +231,16 @@ impl Manifest {
         if m.totals != totals(&m.entries) {
             return Err(Error::verification(
                 "MANIFEST.json: totals do not match its entries",
+            ));
+        }
+        if m.manifest_sha256 != m.self_digest() {
+            return Err(Error::verification(
+                "MANIFEST.json: manifest_sha256 does not match the manifest; it was altered or damaged",
+            ));
+        }
+        if m.to_bytes() != bytes {
+            return Err(Error::verification(
+                "MANIFEST.json is not byte for byte in the form fbkit writes; it was altered or damaged",
             ));
         }
         Ok(m)
@@ -304,5 +347,63 @@ mod tests {
         let e =
             Manifest::parse(text.replace("shards/0003", "shards/../../x").as_bytes()).unwrap_err();
         assert_eq!(e.exit_code(), 65);
+        let e = Manifest::parse(text.replace("localhost", "localhosu").as_bytes()).unwrap_err();
+        assert_eq!(e.exit_code(), 1);
+        let e = Manifest::parse(text.replacen("  \"version\"", " \t\"version\"", 1).as_bytes()).unwrap_err();
+        assert_eq!(e.exit_code(), 1);
     }
+
+    #[test]
+    fn every_single_byte_flip_is_refused() {
+        let bytes = sample().to_bytes();
+        for i in 0..bytes.len() {
+            for bit in [0x01u8, 0x20, 0x80] {
+                let mut b = bytes.clone();
+                b[i] ^= bit;
+                let e = Manifest::parse(&b).expect_err(&format!("flip at {i}"));
+                assert!(matches!(e.exit_code(), 1 | 65), "flip at {i}: {e:?}");
+            }
+        }
+    }
+}
+
+/// What differs between two manifests, by path (sources are not compared).
+#[derive(Debug, Default)]
+pub struct Diff {
+    /// In B only.
+    pub added: Vec<ManifestEntry>,
+    /// In A only.
+    pub removed: Vec<ManifestEntry>,
+    /// In both, with a different size or SHA-256: (A's, B's).
+    pub changed: Vec<(ManifestEntry, ManifestEntry)>,
+}
+
+impl Diff {
+    /// True when no entry differs.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
+/// Compare the entries of two manifests by path, size and SHA-256.
+pub fn diff(a: &Manifest, b: &Manifest) -> Diff {
+    use std::collections::BTreeMap;
+    let am: BTreeMap<&str, &ManifestEntry> = a.entries.iter().map(|e| (e.path.as_str(), e)).collect();
+    let bm: BTreeMap<&str, &ManifestEntry> = b.entries.iter().map(|e| (e.path.as_str(), e)).collect();
+    let mut d = Diff::default();
+    for e in &a.entries {
+        match bm.get(e.path.as_str()) {
+            None => d.removed.push(e.clone()),
+            Some(other) if other.size != e.size || other.sha256 != e.sha256 => {
+                d.changed.push((e.clone(), (*other).clone()))
+            }
+            Some(_) => {}
+        }
+    }
+    for e in &b.entries {
+        if !am.contains_key(e.path.as_str()) {
+            d.added.push(e.clone());
+        }
+    }
+    d
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 
 /// A file being written under a temporary name beside its target.
+#[derive(Debug)]
 pub struct AtomicFile {
     temp: Option<tempfile::NamedTempFile>,
     target: PathBuf,

@@ -1,1 +1,3 @@
-fn main() {}
+fn main() -> std::process::ExitCode {
+    fb_manifest::run(fb_manifest::parse())
+}

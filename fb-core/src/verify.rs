@@ -1,0 +1,460 @@
+//! Reading a backup without restoring it: scan a stream or an extracted directory, hash every
+//! entry (and with `deep`, check its inner format), then compare with a manifest (contract
+//! §2–§3). The same scan computes the manifest that `fb-manifest` prints.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::archive::{decompress, BackupItem, BackupReader};
+use crate::error::{Error, ErrorKind, Result};
+use crate::events::{Event, Events};
+use crate::format::{checker_for, declared_len, FormatProblem, DECLARED_LEN_PREFIX};
+use crate::layout::{EntryKind, EntryPath, MANIFEST_NAME};
+use crate::manifest::{hex, Manifest, ManifestEntry};
+use crate::schema::Schema;
+
+/// Read buffer: large enough that hashing, not system calls, is the cost.
+const BUF: usize = 1 << 20;
+
+/// What the scan found for one entry.
+#[derive(Debug, Clone)]
+pub struct ScannedEntry {
+    /// Its path.
+    pub path: EntryPath,
+    /// Bytes read.
+    pub size: u64,
+    /// SHA-256 of the bytes read.
+    pub sha256: [u8; 32],
+    /// The first format problem found (only with `deep`).
+    pub problem: Option<FormatProblem>,
+}
+
+/// The result of scanning a backup.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Entries completely read, in the order read.
+    pub entries: Vec<ScannedEntry>,
+    /// The bytes of the embedded `MANIFEST.json`, if the source had one.
+    pub embedded_manifest: Option<Vec<u8>>,
+    /// Why the scan stopped early (truncated or malformed input), if it did.
+    pub stopped: Option<Error>,
+    /// The entry being read when the scan stopped, if any.
+    pub stopped_in: Option<String>,
+    /// The `schema` entry's bytes (bounded), for the deep reference checks.
+    pub schema_bytes: Option<Vec<u8>>,
+}
+
+impl Scan {
+    /// The manifest of what was read, with the given source description.
+    pub fn manifest(&self, source: serde_json::Map<String, serde_json::Value>) -> Manifest {
+        Manifest::new(source, self.entries.iter().map(|e| ManifestEntry::new(&e.path, e.size, &e.sha256)).collect())
+    }
+}
+
+/// Hashes (and optionally checks) one entry's bytes as they pass.
+struct EntryDigest {
+    path: EntryPath,
+    hasher: Sha256,
+    size: u64,
+    checker: Option<Box<dyn crate::format::Checker>>,
+    prefix: Vec<u8>,
+    /// The whole content, kept only for the schema (small, and bounded below).
+    content: Option<Vec<u8>>,
+}
+
+/// Largest schema kept for the deep checks.
+const MAX_SCHEMA: usize = 64 << 20;
+
+impl EntryDigest {
+    fn new(path: EntryPath, deep: bool) -> Self {
+        let checker = deep.then(|| checker_for(path.kind()));
+        let content = (path.kind() == EntryKind::Schema).then(Vec::new);
+        EntryDigest { path, hasher: Sha256::new(), size: 0, checker, prefix: Vec::new(), content }
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        self.hasher.update(data);
+        self.size += data.len() as u64;
+        if let Some(c) = self.checker.as_mut() {
+            c.update(data);
+        }
+        if self.prefix.len() < DECLARED_LEN_PREFIX {
+            let take = (DECLARED_LEN_PREFIX - self.prefix.len()).min(data.len());
+            self.prefix.extend_from_slice(&data[..take]);
+        }
+        if let Some(c) = self.content.as_mut() {
+            if c.len() + data.len() <= MAX_SCHEMA {
+                c.extend_from_slice(data);
+            }
+        }
+    }
+
+    fn finish(self, schema: &mut Option<Vec<u8>>) -> ScannedEntry {
+        let deep = self.checker.is_some();
+        let mut problem = self.checker.and_then(|c| c.finish().err());
+        if deep && problem.is_none() {
+            problem = declared_length_problem(self.path.kind(), &self.prefix, self.size);
+        }
+        if let Some(c) = self.content {
+            *schema = Some(c);
+        }
+        ScannedEntry { path: self.path, size: self.size, sha256: self.hasher.finalize().into(), problem }
+    }
+}
+
+/// Scan a backup stream (plain, zstd or gzip). Never fails: a stream that stops early is
+/// recorded in [`Scan::stopped`] with what was read before.
+pub fn scan_stream<R: Read>(input: R, deep: bool, events: &Events) -> Scan {
+    let mut scan = Scan::default();
+    let (_, reader) = match decompress(input) {
+        Ok(r) => r,
+        Err(e) => {
+            scan.stopped = Some(e);
+            return scan;
+        }
+    };
+    let mut reader = BackupReader::new(reader);
+    let mut buf = vec![0u8; BUF];
+    loop {
+        match reader.next_item() {
+            Err(e) => {
+                scan.stopped = Some(e);
+                return scan;
+            }
+            Ok(BackupItem::Manifest(bytes)) => {
+                scan.embedded_manifest = Some(bytes);
+                return scan;
+            }
+            Ok(BackupItem::EndWithoutManifest) => return scan,
+            Ok(BackupItem::Entry { path, size: _ }) => {
+                let mut digest = EntryDigest::new(path, deep);
+                loop {
+                    match reader.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            digest.update(&buf[..n]);
+                            events.event(Event::Bytes(n as u64));
+                        }
+                        Err(e) => {
+                            scan.stopped_in = Some(digest.path.to_string());
+                            scan.stopped = Some(e);
+                            return scan;
+                        }
+                    }
+                }
+                let entry = digest.finish(&mut scan.schema_bytes);
+                events.event(Event::FileDone { path: entry.path.to_string(), size: entry.size });
+                scan.entries.push(entry);
+            }
+        }
+    }
+}
+
+/// Scan an extracted backup directory (fbkit's or `featurebase backup`'s). Files are read
+/// in archive order; a file outside the backup layout, a link or a special file is refused
+/// (exit 65) before anything is read.
+pub fn scan_dir(dir: &Path, deep: bool, events: &Events) -> Result<Scan> {
+    let mut files: Vec<(EntryPath, PathBuf)> = Vec::new();
+    let mut embedded = None;
+    walk(dir, dir, &mut files, &mut embedded)?;
+    files.sort_by(|a, b| a.0.archive_order().cmp(&b.0.archive_order()));
+    let mut scan = Scan::default();
+    let mut buf = vec![0u8; BUF];
+    for (path, file) in files {
+        let mut f = std::fs::File::open(&file)
+            .map_err(|e| Error::new(ErrorKind::Truncated, format!("cannot read {}", file.display())).with_source(e))?;
+        let mut digest = EntryDigest::new(path, deep);
+        loop {
+            let n = f.read(&mut buf).map_err(|e| Error::io(format!("reading {}", file.display()), e))?;
+            if n == 0 {
+                break;
+            }
+            digest.update(&buf[..n]);
+            events.event(Event::Bytes(n as u64));
+        }
+        scan.entries.push(digest.finish(&mut scan.schema_bytes));
+    }
+    if let Some(p) = embedded {
+        scan.embedded_manifest =
+            Some(std::fs::read(&p).map_err(|e| Error::io(format!("reading {}", p.display()), e))?);
+    }
+    Ok(scan)
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<(EntryPath, PathBuf)>, manifest: &mut Option<PathBuf>) -> Result<()> {
+    let rd = std::fs::read_dir(dir).map_err(|e| {
+        Error::new(ErrorKind::Truncated, format!("cannot read directory {}", dir.display())).with_source(e)
+    })?;
+    let mut children: Vec<_> = rd.collect::<std::io::Result<_>>().map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+    children.sort_by_key(|e| e.file_name());
+    for child in children {
+        let path = child.path();
+        let ft = child.file_type().map_err(|e| Error::io(format!("inspecting {}", path.display()), e))?;
+        let rel = path.strip_prefix(root).expect("walk stays below root");
+        let rel_text = rel.to_str().ok_or_else(|| Error::invalid(format!("{}: name is not UTF-8", path.display())))?;
+        if ft.is_symlink() {
+            return Err(Error::invalid(format!("{}: links are refused in a backup directory", path.display())));
+        }
+        if ft.is_dir() {
+            walk(root, &path, out, manifest)?;
+        } else if ft.is_file() {
+            if rel_text == MANIFEST_NAME {
+                *manifest = Some(path.clone());
+                continue;
+            }
+            let entry = EntryPath::parse(rel_text).map_err(|e| e.context(format!("in {}", root.display())))?;
+            out.push((entry, path.clone()));
+        } else {
+            return Err(Error::invalid(format!("{}: not a regular file", path.display())));
+        }
+    }
+    Ok(())
+}
+
+/// The state of one entry after comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryStatus {
+    /// Size and SHA-256 match (and the format checks passed).
+    Ok,
+    /// Listed in the manifest, not in the backup.
+    Missing,
+    /// In the backup, not listed in the manifest.
+    Extra,
+    /// Size or SHA-256 differ.
+    Changed,
+    /// The stream ended inside this entry.
+    Truncated,
+    /// The bytes match, but the file's inner format is broken (`--deep`).
+    Malformed,
+}
+
+/// Size and digest of one side of a comparison.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fingerprint {
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256, hex.
+    pub sha256: String,
+}
+
+/// The verdict on one entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct EntryReport {
+    /// Entry path.
+    pub path: String,
+    /// The verdict.
+    pub status: EntryStatus,
+    /// What the manifest says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected: Option<Fingerprint>,
+    /// What was read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actual: Option<Fingerprint>,
+    /// Details (the format problem and its offset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// The outcome of a verification.
+#[derive(Debug)]
+pub struct Verification {
+    /// One line per entry, in manifest order, then extras.
+    pub entries: Vec<EntryReport>,
+    /// `None` when everything checked out; else the error whose code is the exit status.
+    pub failure: Option<Error>,
+}
+
+/// Compare a scan with a manifest (the embedded one unless `external` is given; then the
+/// embedded one, if present, must agree with it). With `deep`, format problems and schema
+/// references are checked too.
+pub fn verify(scan: Scan, external: Option<&Manifest>, deep: bool) -> Verification {
+    let mut reports = Vec::new();
+    let scanned: BTreeMap<String, &ScannedEntry> = scan.entries.iter().map(|e| (e.path.to_string(), e)).collect();
+    let fp = |e: &ScannedEntry| Fingerprint { size: e.size, sha256: hex(&e.sha256) };
+
+    let embedded = scan.embedded_manifest.as_deref().map(Manifest::parse);
+    let manifest: Option<Manifest> = match (external, embedded) {
+        (Some(m), Some(Ok(own))) => {
+            if own.entries_sha256 != m.entries_sha256 {
+                return Verification {
+                    entries: reports,
+                    failure: Some(Error::verification(
+                        "the archive's own MANIFEST.json differs from the manifest given with --manifest",
+                    )),
+                };
+            }
+            Some(m.clone())
+        }
+        (Some(m), _) => Some(m.clone()),
+        (None, Some(Ok(own))) => Some(own),
+        (None, Some(Err(e))) => return Verification { entries: reports, failure: Some(e) },
+        (None, None) => None,
+    };
+
+    let mut failure = scan.stopped;
+    if let Some(m) = &manifest {
+        let listed: BTreeSet<&str> = m.entries.iter().map(|e| e.path.as_str()).collect();
+        for e in &m.entries {
+            let expected = Some(Fingerprint { size: e.size, sha256: e.sha256.clone() });
+            let (status, actual, detail) = match scanned.get(&e.path) {
+                Some(s) if s.size == e.size && hex(&s.sha256) == e.sha256 => match &s.problem {
+                    Some(p) => (EntryStatus::Malformed, Some(fp(s)), Some(p.to_string())),
+                    None => (EntryStatus::Ok, Some(fp(s)), None),
+                },
+                Some(s) => (EntryStatus::Changed, Some(fp(s)), None),
+                None if scan_stopped_in(&scan.stopped_in, &e.path) => (EntryStatus::Truncated, None, None),
+                None => (EntryStatus::Missing, None, None),
+            };
+            reports.push(EntryReport { path: e.path.clone(), status, expected, actual, detail });
+        }
+        for s in &scan.entries {
+            let p = s.path.to_string();
+            if !listed.contains(p.as_str()) {
+                reports.push(EntryReport { path: p, status: EntryStatus::Extra, expected: None, actual: Some(fp(s)), detail: None });
+            }
+        }
+    } else {
+        for s in &scan.entries {
+            let (status, detail) = match &s.problem {
+                Some(p) => (EntryStatus::Malformed, Some(p.to_string())),
+                None => (EntryStatus::Ok, None),
+            };
+            reports.push(EntryReport { path: s.path.to_string(), status, expected: None, actual: Some(fp(s)), detail });
+        }
+        if failure.is_none() {
+            failure = Some(Error::truncated(
+                "the backup has no MANIFEST.json: it is incomplete, or was not written by fb-export (give one with --manifest)",
+            ));
+        }
+    }
+    if deep {
+        let paths: Vec<EntryPath> = scan.entries.iter().map(|e| e.path.clone()).collect();
+        let problems = match &scan.schema_bytes {
+            Some(bytes) => check_schema_references(bytes, &paths),
+            None if !paths.is_empty() => vec![(paths[0].to_string(), "the backup has no schema entry".to_string())],
+            None => Vec::new(),
+        };
+        for (path, message) in problems {
+            if let Some(r) = reports.iter_mut().find(|r| r.path == path && r.status == EntryStatus::Ok) {
+                r.status = EntryStatus::Malformed;
+                r.detail = Some(message);
+            }
+        }
+    }
+    if failure.is_none() {
+        let bad: Vec<&EntryReport> = reports.iter().filter(|r| r.status != EntryStatus::Ok).collect();
+        if let Some(first) = bad.first() {
+            let more = if bad.len() > 1 { format!(" (and {} more)", bad.len() - 1) } else { String::new() };
+            let what = match first.status {
+                EntryStatus::Malformed => format!("{}: {}", first.path, first.detail.clone().unwrap_or_default()),
+                s => format!("{}: {}", first.path, format!("{s:?}").to_lowercase()),
+            };
+            failure = Some(Error::verification(format!("verification failed: {what}{more}")));
+        }
+    }
+    Verification { entries: reports, failure }
+}
+
+fn scan_stopped_in(stopped_in: &Option<String>, path: &str) -> bool {
+    stopped_in.as_deref() == Some(path)
+}
+
+/// The deep checks that need the file's bytes beyond the streaming checker: the length the
+/// file declares must be its length.
+pub fn declared_length_problem(kind: EntryKind, prefix: &[u8], actual: u64) -> Option<FormatProblem> {
+    match declared_len(kind, prefix) {
+        Ok(Some(d)) if d != actual => Some(FormatProblem {
+            offset: d.min(actual),
+            message: format!("the file declares {d} bytes but has {actual}"),
+        }),
+        Ok(_) => None,
+        Err(p) => Some(p),
+    }
+}
+
+/// Check the `schema` entry against the other entries: it parses, and each index and field
+/// that an entry names exists in it.
+pub fn check_schema_references(schema_bytes: &[u8], paths: &[EntryPath]) -> Vec<(String, String)> {
+    let schema = match Schema::parse(schema_bytes) {
+        Ok(s) => s,
+        Err(e) => return vec![("schema".into(), e.chain())],
+    };
+    let mut out = Vec::new();
+    for p in paths {
+        if let Some(index) = p.index() {
+            match schema.index(index) {
+                None => out.push((p.to_string(), format!("index {index:?} is not in the schema"))),
+                Some(info) => {
+                    if let Some(field) = p.field() {
+                        if !info.fields.iter().any(|f| f.name == field) {
+                            out.push((p.to_string(), format!("field {field:?} of index {index:?} is not in the schema")));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Scan a source as the tools name it: `None` or `-` is stdin, a directory is an extracted
+/// backup, anything else a stream file (plain, zstd or gzip).
+pub fn scan_source(source: Option<&Path>, deep: bool, events: &Events) -> Result<Scan> {
+    match source {
+        None => Ok(scan_stream(std::io::stdin().lock(), deep, events)),
+        Some(p) if p.as_os_str() == "-" => Ok(scan_stream(std::io::stdin().lock(), deep, events)),
+        Some(p) if p.is_dir() => scan_dir(p, deep, events),
+        Some(p) => {
+            let f = std::fs::File::open(p)
+                .map_err(|e| Error::new(ErrorKind::Truncated, format!("cannot open {}", p.display())).with_source(e))?;
+            Ok(scan_stream(f, deep, events))
+        }
+    }
+}
+
+/// Read a manifest stored apart (`--manifest FILE`).
+pub fn read_manifest_file(path: &Path) -> Result<Manifest> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| Error::new(ErrorKind::Truncated, format!("cannot open {}", path.display())).with_source(e))?;
+    if meta.len() > 256 << 20 {
+        return Err(Error::invalid(format!("{}: {} bytes is too large for a manifest", path.display(), meta.len())));
+    }
+    let bytes = std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    Manifest::parse(&bytes).map_err(|e| e.context(path.display()))
+}
+
+/// The manifest of a scanned source. The `source` object is the embedded manifest's when
+/// there is one (so `fb-manifest < a.tar` reproduces the archive's MANIFEST.json byte for
+/// byte), else `fallback`. A source that stopped early is an error; so is content that
+/// disagrees with its embedded manifest (exit 1).
+pub fn manifest_of_scan(scan: Scan, fallback: serde_json::Map<String, serde_json::Value>) -> Result<Manifest> {
+    if let Some(e) = scan.stopped {
+        return Err(e);
+    }
+    let embedded = scan.embedded_manifest.as_deref().map(Manifest::parse).transpose()?;
+    let source = embedded.as_ref().map(|m| m.source.clone()).unwrap_or(fallback);
+    let computed = Manifest::new(
+        source,
+        scan.entries.iter().map(|e| ManifestEntry::new(&e.path, e.size, &e.sha256)).collect(),
+    );
+    if let Some(own) = embedded {
+        if own.entries_sha256 != computed.entries_sha256 {
+            let d = crate::manifest::diff(&own, &computed);
+            let mut names: Vec<&str> = d.changed.iter().map(|(a, _)| a.path.as_str()).collect();
+            names.extend(d.added.iter().map(|e| e.path.as_str()));
+            names.extend(d.removed.iter().map(|e| e.path.as_str()));
+            let shown: Vec<&str> = names.iter().take(5).copied().collect();
+            return Err(Error::verification(format!(
+                "the content disagrees with its own MANIFEST.json: {}{}",
+                if shown.is_empty() { "entry order differs".to_string() } else { shown.join(", ") },
+                if names.len() > 5 { format!(" and {} more", names.len() - 5) } else { String::new() }
+            )));
+        }
+    }
+    Ok(computed)
+}
