@@ -105,6 +105,12 @@ impl Error {
         self
     }
 
+    /// Append text to the message, keeping kind and cause.
+    pub fn with_suffix(mut self, suffix: &str) -> Self {
+        self.message.push_str(suffix);
+        self
+    }
+
     /// True when the cause chain contains a broken pipe (the reader went away).
     pub fn is_broken_pipe(&self) -> bool {
         let mut cur: Option<&(dyn std::error::Error + 'static)> = self

@@ -8,6 +8,7 @@ pub mod error;
 pub mod events;
 pub mod export;
 pub mod format;
+pub mod import;
 pub mod layout;
 pub mod manifest;
 pub mod output;

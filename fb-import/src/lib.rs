@@ -1,1 +1,118 @@
+//! fb-import's command line. The work is in `fb_core::import`.
 
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use fb_cli::{ClusterArgs, ReportArgs, Reporter};
+use fb_core::client::ClusterClient;
+use fb_core::import::{import, prescan, ImportOptions, ImportSummary};
+use fb_core::verify::read_manifest_file;
+use fb_core::{Error, ErrorKind, Result};
+
+/// Restore a backup into an empty FeatureBase cluster of any size.
+#[derive(Parser, Debug)]
+#[command(
+    name = "fb-import",
+    version,
+    about = "Restore an fbkit backup stream into an empty FeatureBase cluster of any size",
+    long_about = "Restore a backup stream (plain, zstd or gzip, detected by magic bytes) into an empty \
+FeatureBase cluster of any size: each file goes to every node that owns it on the target's topology. Also \
+accepts `featurebase backuptar` output and a tar of a `featurebase backup` directory (these have no \
+MANIFEST.json: give --no-manifest to accept that sizes and checksums cannot be checked).\n\n\
+Every entry's size and SHA-256 are checked against the manifest. With -s FILE or --manifest FILE the manifest \
+is known before anything is sent and a wrong entry is never committed; from a pipe the manifest comes last, so \
+a damaged or cut stream is found after data was sent, and the error says the target holds an incomplete \
+restore. Requests that carry data are never retried.",
+    after_help = "Examples:\n  ssh vault 'cat fb.tar.zst' | fb-import --host newdb:10101 --concurrency 8\n  \
+fb-import --host https://newdb:10101 --auth-token-file tok -s fb.tar\n  fb-import --dry-run < fb.tar.gz\n\n\
+Exit status: 0 restored, 1 an entry does not match the manifest, 2 usage, 65 not a valid backup, 66 input \
+ended early or no manifest, 69 cluster unreachable, 74 I/O error, 76 unexpected answer, 77 auth refused, \
+78 target cluster not empty or bad TLS material, 130 interrupted."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Read the backup from FILE (checked whole before anything is sent) instead of stdin
+    #[arg(short = 's', long = "source", value_name = "FILE", help_heading = "Input")]
+    pub source: Option<PathBuf>,
+    /// The manifest, stored apart: every entry is checked before it is committed
+    #[arg(long, value_name = "FILE", help_heading = "Input")]
+    pub manifest: Option<PathBuf>,
+    /// Accept a stream without MANIFEST.json (featurebase backuptar or backup directory)
+    #[arg(long, help_heading = "Input")]
+    pub no_manifest: bool,
+    /// Restore into a cluster that already holds data (its files may be overwritten)
+    #[arg(long, help_heading = "Behaviour")]
+    pub force: bool,
+    /// Read and check everything; send nothing, do not contact the cluster
+    #[arg(long, help_heading = "Behaviour")]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+/// Run fb-import with parsed flags; returns the exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    let reporter = Reporter::new("fb-import", &cli.report);
+    match run_inner(&cli, &reporter) {
+        Ok(s) => {
+            let what = if cli.dry_run { "checked (dry run, nothing sent)" } else { "restored" };
+            reporter.summary(&format!("{what}: {}", fb_cli::transfer_summary(s.files, s.bytes, s.seconds)));
+            ExitCode::SUCCESS
+        }
+        Err(e) => fb_cli::fail("fb-import", &e),
+    }
+}
+
+fn open(path: &PathBuf) -> Result<std::fs::File> {
+    std::fs::File::open(path)
+        .map_err(|e| Error::new(ErrorKind::Truncated, format!("cannot open {}", path.display())).with_source(e))
+}
+
+fn run_inner(cli: &Cli, reporter: &Arc<Reporter>) -> Result<ImportSummary> {
+    let mut opts = ImportOptions {
+        force: cli.force,
+        dry_run: cli.dry_run,
+        no_manifest: cli.no_manifest,
+        manifest: cli.manifest.as_deref().map(read_manifest_file).transpose()?,
+    };
+    let input: Box<dyn Read + Send> = match &cli.source {
+        Some(p) if p.as_os_str() != "-" => {
+            // A file can be read twice: check every header and find the manifest first.
+            let found = prescan(std::io::BufReader::with_capacity(1 << 20, open(p)?))
+                .map_err(|e| e.context(format!("{} (nothing was sent)", p.display())))?;
+            match (&opts.manifest, found) {
+                (None, Some(m)) => opts.manifest = Some(m),
+                (None, None) if !cli.no_manifest => {
+                    return Err(Error::truncated(format!(
+                        "{} has no MANIFEST.json, so sizes and checksums cannot be checked; nothing was sent (use --no-manifest to restore it anyway)",
+                        p.display()
+                    )))
+                }
+                _ => {}
+            }
+            Box::new(open(p)?)
+        }
+        _ => Box::new(std::io::stdin()),
+    };
+    let client = if cli.dry_run {
+        None
+    } else {
+        Some(Arc::new(ClusterClient::new(&cli.cluster.options()?, reporter.events())?))
+    };
+    let rt = fb_cli::runtime()?;
+    let events = reporter.events();
+    let result = rt.block_on(async {
+        tokio::select! {
+            r = import(client, input, &opts, events) => r,
+            _ = fb_cli::interrupted() => Err(Error::interrupted(
+                "interrupted; the target cluster may hold an incomplete restore (see the files reported above with -v)",
+            )),
+        }
+    });
+    rt.shutdown_background();
+    result
+}

@@ -1,0 +1,520 @@
+//! `fb-import`: restore a backup stream into an empty cluster of any size (contract §3, §5).
+//!
+//! A reader thread decompresses and parses the stream, hashing each entry as it passes. The
+//! async side sends each entry to every node that owns it on the *target's* topology, as
+//! streaming POST bodies fed from the one read (an entry for R replicas is read once). Each
+//! body holds back its last chunk until the entry's digest is known: when the manifest is
+//! known up front (`--manifest`, or the pre-scan of a seekable `-s FILE`), a wrong entry is
+//! aborted before the node has the whole body, so it is never committed. When the manifest
+//! only arrives at the end of a pipe, a mismatch is found after the data was sent; then the
+//! error says that the target holds an incomplete restore and lists what was sent.
+//! POSTs are never retried: their bodies come from a stream that cannot be replayed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::archive::{decompress, BackupItem, BackupReader};
+use crate::client::ClusterClient;
+use crate::error::{Error, ErrorKind, Result};
+use crate::events::{Event, Events};
+use crate::format::{declared_len, DECLARED_LEN_PREFIX};
+use crate::layout::EntryPath;
+use crate::manifest::{hex, Manifest};
+use crate::schema::Schema;
+use crate::topology::Node;
+
+/// How to import.
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    /// Restore into a cluster that already holds data.
+    pub force: bool,
+    /// Read and check everything, send nothing.
+    pub dry_run: bool,
+    /// Accept a stream without MANIFEST.json (e.g. `featurebase backuptar` output).
+    pub no_manifest: bool,
+    /// The manifest, known before the stream is read.
+    pub manifest: Option<Manifest>,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default)]
+pub struct ImportSummary {
+    /// Entries restored (or checked, with dry-run).
+    pub files: u64,
+    /// Bytes of entry data read.
+    pub bytes: u64,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// Whether sizes and checksums were checked against a manifest.
+    pub checked: bool,
+}
+
+/// Read buffer of the reader thread.
+const CHUNK: usize = 256 * 1024;
+/// Chunks queued per node body.
+const BODY_QUEUE: usize = 8;
+
+enum ReadMsg {
+    Entry { path: EntryPath, size: u64 },
+    Data(Bytes),
+    EntryEnd { sha256: [u8; 32], size: u64 },
+    Manifest(Vec<u8>),
+    EndWithoutManifest,
+    Failed(Error),
+}
+
+fn reader_thread<R: Read>(input: R, tx: mpsc::Sender<ReadMsg>) {
+    let send = |m: ReadMsg| tx.blocking_send(m).is_ok();
+    let reader = match decompress(input) {
+        Ok((_, r)) => r,
+        Err(e) => {
+            send(ReadMsg::Failed(e));
+            return;
+        }
+    };
+    let mut reader = BackupReader::new(reader);
+    loop {
+        match reader.next_item() {
+            Err(e) => {
+                send(ReadMsg::Failed(e));
+                return;
+            }
+            Ok(BackupItem::Manifest(m)) => {
+                send(ReadMsg::Manifest(m));
+                return;
+            }
+            Ok(BackupItem::EndWithoutManifest) => {
+                send(ReadMsg::EndWithoutManifest);
+                return;
+            }
+            Ok(BackupItem::Entry { path, size }) => {
+                if !send(ReadMsg::Entry { path, size }) {
+                    return;
+                }
+                let mut hasher = Sha256::new();
+                let mut n = 0u64;
+                loop {
+                    let mut buf = vec![0u8; CHUNK];
+                    match reader.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(k) => {
+                            buf.truncate(k);
+                            hasher.update(&buf);
+                            n += k as u64;
+                            if !send(ReadMsg::Data(Bytes::from(buf))) {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            send(ReadMsg::Failed(e));
+                            return;
+                        }
+                    }
+                }
+                if !send(ReadMsg::EntryEnd { sha256: hasher.finalize().into(), size: n }) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Read only the headers of a seekable backup file (and its manifest): every name is checked
+/// and the manifest's presence known before anything is sent (contract §5).
+pub fn prescan<R: Read>(input: R) -> Result<Option<Manifest>> {
+    let (_, reader) = decompress(input)?;
+    let mut reader = BackupReader::new(reader);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match reader.next_item()? {
+            BackupItem::Entry { .. } => while reader.read(&mut buf)? > 0 {},
+            BackupItem::Manifest(m) => return Ok(Some(Manifest::parse(&m)?)),
+            BackupItem::EndWithoutManifest => return Ok(None),
+        }
+    }
+}
+
+/// Where the target wants each entry.
+struct Targets<'a> {
+    client: &'a ClusterClient,
+    nodes: Vec<Node>,
+    primary: Node,
+    shard_owners: HashMap<(String, u64), Vec<Node>>,
+    partition_owners: HashMap<u32, Vec<Node>>,
+}
+
+impl Targets<'_> {
+    async fn for_entry(&mut self, path: &EntryPath) -> Result<(Vec<Node>, String)> {
+        Ok(match path {
+            EntryPath::Schema => (vec![self.primary.clone()], "/schema".into()),
+            EntryPath::Idalloc => (vec![self.primary.clone()], "/internal/idalloc/restore".into()),
+            EntryPath::Shard { index, shard } | EntryPath::Dataframe { index, shard } => {
+                let key = (index.clone(), *shard);
+                if !self.shard_owners.contains_key(&key) {
+                    let owners: Vec<Node> = self
+                        .client
+                        .get_json(self.client.entry_node(), &format!("/internal/fragment/nodes?index={index}&shard={shard}"))
+                        .await?;
+                    self.client.trust_nodes(&owners);
+                    self.shard_owners.insert(key.clone(), owners);
+                }
+                let owners = self.shard_owners[&key].clone();
+                let route = if matches!(path, EntryPath::Shard { .. }) {
+                    format!("/internal/restore/{index}/{shard}")
+                } else {
+                    format!("/internal/dataframe/restore/{index}/{shard}")
+                };
+                (owners, route)
+            }
+            EntryPath::IndexKeys { index, partition } => {
+                if !self.partition_owners.contains_key(partition) {
+                    let owners: Vec<Node> = self
+                        .client
+                        .get_json(self.client.entry_node(), &format!("/internal/partition/nodes?partition={partition}"))
+                        .await?;
+                    self.client.trust_nodes(&owners);
+                    self.partition_owners.insert(*partition, owners);
+                }
+                (self.partition_owners[partition].clone(), format!("/internal/translate/index/{index}/{partition}"))
+            }
+            // Upstream's restore sends field key stores to every node.
+            EntryPath::FieldKeys { index, field } => (self.nodes.clone(), format!("/internal/translate/field/{index}/{field}")),
+        })
+    }
+}
+
+/// One entry on its way to its owners.
+struct Outgoing {
+    path: EntryPath,
+    size: u64,
+    bodies: Vec<mpsc::Sender<std::result::Result<Bytes, std::io::Error>>>,
+    held: Option<Bytes>,
+    prefix: Vec<u8>,
+    started: bool,
+}
+
+/// Run the import. `client` is `None` only for a dry run.
+pub async fn import<R: Read + Send + 'static>(
+    client: Option<Arc<ClusterClient>>,
+    input: R,
+    opts: &ImportOptions,
+    events: Events,
+) -> Result<ImportSummary> {
+    let started_at = Instant::now();
+    let mut targets = None;
+    if let Some(c) = client.as_deref() {
+        if opts.dry_run {
+            return Err(Error::usage("internal: dry run with a cluster client"));
+        }
+        let status = c.status().await?;
+        if status.nodes.is_empty() {
+            return Err(Error::protocol("/status lists no nodes"));
+        }
+        let schema: serde_json::Value = c.get_json(c.entry_node(), "/schema").await?;
+        let schema = Schema::from_value(schema)?;
+        if !schema.indexes.is_empty() {
+            let names: Vec<&str> = schema.indexes.iter().map(|i| i.name.as_str()).collect();
+            if !opts.force {
+                return Err(Error::precondition(format!(
+                    "the target cluster is not empty: it holds {} index(es): {}; refusing to restore into it (use --force to overwrite)",
+                    names.len(),
+                    names.join(", ")
+                )));
+            }
+            events.event(Event::Warning(format!(
+                "--force: restoring over existing data; files of these indexes may be overwritten: {}",
+                names.join(", ")
+            )));
+        }
+        let primary = status.nodes.iter().find(|n| n.is_primary).cloned().unwrap_or_else(|| status.nodes[0].clone());
+        targets = Some(Targets {
+            client: c,
+            nodes: status.nodes.clone(),
+            primary,
+            shard_owners: HashMap::new(),
+            partition_owners: HashMap::new(),
+        });
+    }
+
+    let (tx, mut rx) = mpsc::channel::<ReadMsg>(16);
+    let reader = std::thread::Builder::new()
+        .name("fb-import-reader".into())
+        .spawn(move || reader_thread(input, tx))
+        .map_err(|e| Error::io("starting the reader thread", e))?;
+
+    let expected: Option<BTreeMap<String, (u64, String)>> = opts
+        .manifest
+        .as_ref()
+        .map(|m| m.entries.iter().map(|e| (e.path.clone(), (e.size, e.sha256.clone()))).collect());
+    let concurrency = client.as_ref().map(|c| c.options().concurrency.max(1)).unwrap_or(1);
+    let mut inflight: JoinSet<Result<()>> = JoinSet::new();
+    let mut sent: Vec<String> = Vec::new();
+    let mut seen: Vec<(String, u64, String)> = Vec::new();
+    let mut current: Option<Outgoing> = None;
+    let mut bytes = 0u64;
+
+    let incomplete = |sent: &[String], dry: bool| -> String {
+        if dry {
+            return String::new();
+        }
+        if sent.is_empty() {
+            "; nothing was sent to the cluster".to_string()
+        } else {
+            let shown: Vec<&str> = sent.iter().rev().take(5).map(String::as_str).collect();
+            format!(
+                "; THE TARGET CLUSTER NOW HOLDS AN INCOMPLETE RESTORE: {} entries were sent (last: {})",
+                sent.len(),
+                shown.join(", ")
+            )
+        }
+    };
+
+    let result: Result<Option<Vec<u8>>> = async {
+        loop {
+            // Surface a failed send as soon as it happens.
+            while let Some(done) = inflight.try_join_next() {
+                done.map_err(|e| Error::io("send task", std::io::Error::other(e.to_string())))??;
+            }
+            let Some(msg) = rx.recv().await else {
+                return Err(Error::io("reading the input", std::io::Error::other("reader stopped")));
+            };
+            match msg {
+                ReadMsg::Failed(e) => {
+                    if let Some(cur) = current.take() {
+                        let e = e.context(format!("entry {}", cur.path));
+                        abort(cur).await;
+                        return Err(e);
+                    }
+                    return Err(e);
+                }
+                ReadMsg::Entry { path, size } => {
+                    if let Some(exp) = &expected {
+                        match exp.get(&path.to_string()) {
+                            None => return Err(Error::verification(format!("entry {path} is not listed in the manifest"))),
+                            Some((s, _)) if *s != size => {
+                                return Err(Error::verification(format!(
+                                    "entry {path}: the archive holds {size} bytes, the manifest lists {s}"
+                                )))
+                            }
+                            Some(_) => {}
+                        }
+                    }
+                    current = Some(Outgoing { path, size, bodies: Vec::new(), held: None, prefix: Vec::new(), started: false });
+                }
+                ReadMsg::Data(chunk) => {
+                    let cur = current.as_mut().expect("data follows an entry");
+                    bytes += chunk.len() as u64;
+                    events.event(Event::Bytes(chunk.len() as u64));
+                    if !cur.started {
+                        if cur.prefix.len() < DECLARED_LEN_PREFIX {
+                            let take = (DECLARED_LEN_PREFIX - cur.prefix.len()).min(chunk.len());
+                            cur.prefix.extend_from_slice(&chunk[..take]);
+                        }
+                        let full = cur.prefix.len() >= DECLARED_LEN_PREFIX || cur.prefix.len() as u64 >= cur.size;
+                        if !full {
+                            cur.held = Some(match cur.held.take() {
+                                None => chunk,
+                                Some(h) => Bytes::from([&h[..], &chunk[..]].concat()),
+                            });
+                            continue;
+                        }
+                        check_declared(cur)?;
+                        start(cur, targets.as_mut(), client.as_ref(), &mut inflight).await?;
+                        let chunk = match cur.held.take() {
+                            None => chunk,
+                            Some(h) => Bytes::from([&h[..], &chunk[..]].concat()),
+                        };
+                        cur.held = Some(chunk);
+                        continue;
+                    }
+                    if let Some(prev) = cur.held.replace(chunk) {
+                        feed(cur, prev).await?;
+                    }
+                }
+                ReadMsg::EntryEnd { sha256, size } => {
+                    let mut cur = current.take().expect("end follows an entry");
+                    if !cur.started {
+                        check_declared(&cur)?;
+                        start(&mut cur, targets.as_mut(), client.as_ref(), &mut inflight).await?;
+                    }
+                    let digest = hex(&sha256);
+                    if let Some(exp) = &expected {
+                        let (s, h) = &exp[&cur.path.to_string()];
+                        if *s != size || *h != digest {
+                            let path = cur.path.to_string();
+                            abort(cur).await;
+                            return Err(Error::verification(format!(
+                                "entry {path}: SHA-256 {digest} does not match the manifest ({h}); it was not committed"
+                            )));
+                        }
+                    }
+                    if let Some(last) = cur.held.take() {
+                        feed(&mut cur, last).await?;
+                    }
+                    let path = cur.path.to_string();
+                    drop(cur); // closes the bodies: the nodes now have every byte
+                    if cur_is_schema(&path) {
+                        // Everything else needs the indexes to exist: wait for the schema.
+                        while let Some(done) = inflight.join_next().await {
+                            done.map_err(|e| Error::io("send task", std::io::Error::other(e.to_string())))??;
+                        }
+                    }
+                    while inflight.len() > concurrency {
+                        if let Some(done) = inflight.join_next().await {
+                            done.map_err(|e| Error::io("send task", std::io::Error::other(e.to_string())))??;
+                        }
+                    }
+                    events.event(Event::FileDone { path: path.clone(), size });
+                    sent.push(path.clone());
+                    seen.push((path, size, digest));
+                }
+                ReadMsg::Manifest(m) => return Ok(Some(m)),
+                ReadMsg::EndWithoutManifest => return Ok(None),
+            }
+        }
+    }
+    .await;
+    // Wait for the last sends, whatever happened, so the report says what the nodes got.
+    let mut send_error = None;
+    while let Some(done) = inflight.join_next().await {
+        if let Err(e) = done.map_err(|e| Error::io("send task", std::io::Error::other(e.to_string()))).and_then(|r| r) {
+            send_error.get_or_insert(e);
+        }
+    }
+    drop(rx);
+    let _ = reader.join();
+    let dry = opts.dry_run;
+    let manifest_bytes = match (result, send_error) {
+        (Err(e), _) | (Ok(_), Some(e)) => {
+            let text = incomplete(&sent, dry);
+            return Err(e.context("import failed").with_suffix(&text));
+        }
+        (Ok(m), None) => m,
+    };
+    let manifest = match (manifest_bytes, &opts.manifest) {
+        (Some(bytes), given) => {
+            let own = Manifest::parse(&bytes).map_err(|e| e.with_suffix(&incomplete(&sent, dry)))?;
+            if let Some(g) = given {
+                if g.entries_sha256 != own.entries_sha256 {
+                    return Err(Error::verification("the stream's MANIFEST.json differs from the one given with --manifest")
+                        .with_suffix(&incomplete(&sent, dry)));
+                }
+            }
+            Some(own)
+        }
+        (None, Some(g)) => Some(g.clone()),
+        (None, None) if opts.no_manifest => None,
+        (None, None) => {
+            return Err(Error::truncated(
+                "the stream has no MANIFEST.json: it is incomplete or not from fb-export, so sizes and checksums cannot be checked (use --no-manifest to accept such a stream)",
+            )
+            .with_suffix(&incomplete(&sent, dry)))
+        }
+    };
+    if let Some(m) = &manifest {
+        let got: BTreeMap<&str, (u64, &str)> = seen.iter().map(|(p, s, h)| (p.as_str(), (*s, h.as_str()))).collect();
+        for e in &m.entries {
+            match got.get(e.path.as_str()) {
+                None => {
+                    return Err(Error::truncated(format!("entry {} listed in the manifest is missing from the stream", e.path))
+                        .with_suffix(&incomplete(&sent, dry)))
+                }
+                Some((s, h)) if *s != e.size || *h != e.sha256 => {
+                    return Err(Error::verification(format!(
+                        "entry {} does not match the manifest ({} bytes, sha256 {} read; {} bytes, {} listed)",
+                        e.path, s, &h[..12], e.size, &e.sha256[..12]
+                    ))
+                    .with_suffix(&incomplete(&sent, dry)))
+                }
+                Some(_) => {}
+            }
+        }
+        if seen.len() != m.entries.len() {
+            return Err(Error::verification("the stream holds entries that its manifest does not list")
+                .with_suffix(&incomplete(&sent, dry)));
+        }
+    } else {
+        events.event(Event::Warning(
+            "no manifest: sizes and checksums of the entries could not be checked (--no-manifest)".into(),
+        ));
+    }
+    let seconds = started_at.elapsed().as_secs_f64();
+    events.event(Event::Finished { files: seen.len() as u64, bytes, seconds });
+    Ok(ImportSummary { files: seen.len() as u64, bytes, seconds, checked: manifest.is_some() })
+}
+
+fn cur_is_schema(path: &str) -> bool {
+    path == "schema"
+}
+
+/// The first bytes of shard and key files declare their length: it must be the entry's.
+fn check_declared(cur: &Outgoing) -> Result<()> {
+    match declared_len(cur.path.kind(), &cur.prefix) {
+        Ok(Some(d)) if d != cur.size => Err(Error::invalid(format!(
+            "entry {}: the file declares {d} bytes but the archive entry holds {}; refusing to send it",
+            cur.path, cur.size
+        ))),
+        Ok(_) => Ok(()),
+        Err(p) => Err(Error::invalid(format!("entry {}: not a valid file ({p}); refusing to send it", cur.path))),
+    }
+}
+
+/// Open one streaming POST per owner of the entry.
+async fn start(
+    cur: &mut Outgoing,
+    targets: Option<&mut Targets<'_>>,
+    client: Option<&Arc<ClusterClient>>,
+    inflight: &mut JoinSet<Result<()>>,
+) -> Result<()> {
+    cur.started = true;
+    let (Some(targets), Some(client)) = (targets, client) else {
+        return Ok(()); // dry run
+    };
+    let (owners, route) = targets.for_entry(&cur.path).await?;
+    if owners.is_empty() {
+        return Err(Error::protocol(format!("the target cluster names no owner for {}", cur.path)));
+    }
+    let content_type = if matches!(cur.path, EntryPath::Schema) { "application/json" } else { "application/octet-stream" };
+    for node in owners {
+        let (tx, rx) = mpsc::channel::<std::result::Result<Bytes, std::io::Error>>(BODY_QUEUE);
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+        let body = reqwest::Body::wrap_stream(stream);
+        let path = cur.path.to_string();
+        let size = cur.size;
+        let route = route.clone();
+        let client = Arc::clone(client);
+        inflight.spawn(async move {
+            client
+                .post(&node.uri, &route, body, Some(size), content_type)
+                .await
+                .map_err(|e| e.context(format!("sending {path} to {}", node.uri.authority())))
+        });
+        cur.bodies.push(tx);
+    }
+    Ok(())
+}
+
+/// Send a chunk to every owner's body.
+async fn feed(cur: &mut Outgoing, chunk: Bytes) -> Result<()> {
+    for tx in &cur.bodies {
+        if tx.send(Ok(chunk.clone())).await.is_err() {
+            // The request ended early; its task reports why.
+            return Err(Error::new(ErrorKind::Io, format!("sending {}: a node stopped reading the body", cur.path)));
+        }
+    }
+    Ok(())
+}
+
+/// End every body with an error, so no node receives the whole entry (and none commits it).
+async fn abort(cur: Outgoing) {
+    for tx in cur.bodies {
+        let _ = tx.send(Err(std::io::Error::other("entry refused by fb-import"))).await;
+    }
+}
