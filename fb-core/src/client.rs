@@ -264,6 +264,9 @@ impl ClusterClient {
     /// Build the client for `opts`; fails on bad flags (2) or bad TLS material (78).
     pub fn new(opts: &ClusterOptions, events: Events) -> Result<ClusterClient> {
         let entry = parse_host(&opts.host)?;
+        // reqwest is built without a default crypto provider; ring is ours (an error only
+        // means one is installed already).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(opts.header_timeout.min(Duration::from_secs(10)))
