@@ -37,13 +37,7 @@ pub struct TarWriter<W: Write> {
 impl<W: Write> TarWriter<W> {
     /// A writer that stamps every entry with `mtime` (seconds since the epoch).
     pub fn new(out: W, mtime: u64) -> Self {
-        TarWriter {
-            out,
-            mtime,
-            remaining: 0,
-            pad: 0,
-            offset: 0,
-        }
+        TarWriter { out, mtime, remaining: 0, pad: 0, offset: 0 }
     }
 
     /// Bytes written so far.
@@ -63,31 +57,14 @@ impl<W: Write> TarWriter<W> {
             pax_record(&mut pax, "size", &size.to_string());
         }
         if !pax.is_empty() {
-            let short: String = name
-                .chars()
-                .rev()
-                .take(80)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
+            let short: String = name.chars().rev().take(80).collect::<Vec<_>>().into_iter().rev().collect();
             let short = short.trim_start_matches('/');
-            let header = ustar_header(
-                &format!("PaxHeader/{short}"),
-                "",
-                pax.len() as u64,
-                self.mtime,
-                b'x',
-            );
+            let header = ustar_header(&format!("PaxHeader/{short}"), "", pax.len() as u64, self.mtime, b'x');
             self.put(&header)?;
             self.put(&pax)?;
             self.put(&[0u8; BLOCK][..padding(pax.len() as u64)])?;
         }
-        let fallback = if ustar_name.is_empty() {
-            truncate_utf8(name, 100)
-        } else {
-            ustar_name
-        };
+        let fallback = if ustar_name.is_empty() { truncate_utf8(name, 100) } else { ustar_name };
         let header = ustar_header(fallback, prefix, size, self.mtime, b'0');
         self.put(&header)?;
         self.remaining = size;
@@ -98,10 +75,7 @@ impl<W: Write> TarWriter<W> {
     /// Append data to the current entry; more than was declared is refused.
     pub fn write_data(&mut self, data: &[u8]) -> io::Result<()> {
         if data.len() as u64 > self.remaining {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "entry data longer than its declared size",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "entry data longer than its declared size"));
         }
         self.put(data)?;
         self.remaining -= data.len() as u64;
@@ -129,10 +103,7 @@ impl<W: Write> TarWriter<W> {
     /// Write the end-of-archive marker and flush. The current entry must be complete.
     pub fn finish(mut self) -> io::Result<W> {
         if self.remaining != 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "archive finished inside an entry",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "archive finished inside an entry"));
         }
         self.put(&[0u8; 2 * BLOCK])?;
         self.out.flush()?;
@@ -250,10 +221,7 @@ pub fn decompress<'a, R: Read + 'a>(input: R) -> Result<(Compression, Box<dyn Re
     } else if head.starts_with(&[0x1F, 0x8B]) {
         Ok((
             Compression::Gzip,
-            Box::new(BufReader::with_capacity(
-                1 << 20,
-                flate2::read::MultiGzDecoder::new(buffered),
-            )),
+            Box::new(BufReader::with_capacity(1 << 20, flate2::read::MultiGzDecoder::new(buffered))),
         ))
     } else {
         Ok((Compression::None, Box::new(buffered)))
@@ -313,15 +281,7 @@ fn input_error(context: String, e: io::Error) -> Error {
 impl<R: Read> TarReader<R> {
     /// A reader over an uncompressed tar stream.
     pub fn new(inner: R) -> Self {
-        TarReader {
-            inner,
-            offset: 0,
-            remaining: 0,
-            pad: 0,
-            current: None,
-            count: 0,
-            ended: false,
-        }
+        TarReader { inner, offset: 0, remaining: 0, pad: 0, current: None, count: 0, ended: false }
     }
 
     fn where_(&self) -> String {
@@ -332,12 +292,8 @@ impl<R: Read> TarReader<R> {
     }
 
     fn block(&mut self, buf: &mut [u8; BLOCK], what: &str) -> Result<bool> {
-        let n = read_full(&mut self.inner, buf).map_err(|e| {
-            input_error(
-                format!("reading {what} at offset {} {}", self.offset, self.where_()),
-                e,
-            )
-        })?;
+        let n = read_full(&mut self.inner, buf)
+            .map_err(|e| input_error(format!("reading {what} at offset {} {}", self.offset, self.where_()), e))?;
         self.offset += n as u64;
         if n == 0 {
             return Ok(false);
@@ -399,30 +355,20 @@ impl<R: Read> TarReader<R> {
                     )));
                 }
                 if long_name.is_some() || pax_size.is_some() {
-                    return Err(Error::invalid(
-                        "an extended header is not followed by an entry",
-                    ));
+                    return Err(Error::invalid("an extended header is not followed by an entry"));
                 }
                 self.ended = true;
                 return Ok(None);
             }
             let place = self.where_();
-            let header_err =
-                |why: &str| Error::invalid(format!("tar header at offset {start} {place}: {why}"));
-            let stored =
-                parse_octal(&h[148..156]).ok_or_else(|| header_err("unreadable checksum"))?;
+            let header_err = |why: &str| Error::invalid(format!("tar header at offset {start} {place}: {why}"));
+            let stored = parse_octal(&h[148..156]).ok_or_else(|| header_err("unreadable checksum"))?;
             let mut sum: u64 = 0;
             for (i, b) in h.iter().enumerate() {
-                sum += if (148..156).contains(&i) {
-                    u64::from(b' ')
-                } else {
-                    u64::from(*b)
-                };
+                sum += if (148..156).contains(&i) { u64::from(b' ') } else { u64::from(*b) };
             }
             if sum != stored {
-                return Err(header_err(
-                    "bad header checksum (damaged or not a tar stream)",
-                ));
+                return Err(header_err("bad header checksum (damaged or not a tar stream)"));
             }
             let magic = &h[257..265];
             if magic != b"ustar\x0000" && magic != b"ustar  \x00" {
@@ -447,8 +393,8 @@ impl<R: Read> TarReader<R> {
                         )));
                     }
                     let mut pad = vec![0u8; padding(size)];
-                    let n = read_full(&mut self.inner, &mut pad)
-                        .map_err(|e| input_error("reading padding".into(), e))?;
+                    let n =
+                        read_full(&mut self.inner, &mut pad).map_err(|e| input_error("reading padding".into(), e))?;
                     self.offset += n as u64;
                     if n < pad.len() {
                         return Err(Error::truncated(format!(
@@ -458,31 +404,20 @@ impl<R: Read> TarReader<R> {
                     if typeflag == b'L' {
                         let end = data.iter().position(|&b| b == 0).unwrap_or(data.len());
                         data.truncate(end);
-                        long_name = Some(
-                            String::from_utf8(data)
-                                .map_err(|_| header_err("entry name is not UTF-8"))?,
-                        );
+                        long_name = Some(String::from_utf8(data).map_err(|_| header_err("entry name is not UTF-8"))?);
                     } else {
-                        for (key, value) in
-                            parse_pax(&data).ok_or_else(|| header_err("malformed PAX records"))?
-                        {
+                        for (key, value) in parse_pax(&data).ok_or_else(|| header_err("malformed PAX records"))? {
                             match key.as_str() {
                                 "path" => {
                                     long_name = Some(
-                                        String::from_utf8(value)
-                                            .map_err(|_| header_err("entry name is not UTF-8"))?,
+                                        String::from_utf8(value).map_err(|_| header_err("entry name is not UTF-8"))?,
                                     )
                                 }
                                 "size" => {
-                                    let s = std::str::from_utf8(&value)
-                                        .ok()
-                                        .and_then(|s| s.parse::<u64>().ok());
-                                    pax_size =
-                                        Some(s.ok_or_else(|| header_err("malformed PAX size"))?);
+                                    let s = std::str::from_utf8(&value).ok().and_then(|s| s.parse::<u64>().ok());
+                                    pax_size = Some(s.ok_or_else(|| header_err("malformed PAX size"))?);
                                 }
-                                "linkpath" => {
-                                    return Err(header_err("PAX link target: links are refused"))
-                                }
+                                "linkpath" => return Err(header_err("PAX link target: links are refused")),
                                 _ => {}
                             }
                         }
@@ -491,16 +426,9 @@ impl<R: Read> TarReader<R> {
                 }
                 b'g' => return Err(header_err("global PAX headers are not part of a backup")),
                 b'1' | b'2' => return Err(header_err("link entries are refused")),
-                b'3' | b'4' | b'6' => {
-                    return Err(header_err("device and FIFO entries are refused"))
-                }
+                b'3' | b'4' | b'6' => return Err(header_err("device and FIFO entries are refused")),
                 b'0' | 0 | b'5' | b'7' => {}
-                other => {
-                    return Err(header_err(&format!(
-                        "entry type {:?} is refused",
-                        other as char
-                    )))
-                }
+                other => return Err(header_err(&format!("entry type {:?} is refused", other as char))),
             }
             let name = match long_name.take() {
                 Some(n) => n,
@@ -527,11 +455,7 @@ impl<R: Read> TarReader<R> {
                 return Err(header_err("empty entry name"));
             }
             let size = pax_size.take().unwrap_or(size);
-            let typeflag = if typeflag == 0 || typeflag == b'7' {
-                b'0'
-            } else {
-                typeflag
-            };
+            let typeflag = if typeflag == 0 || typeflag == b'7' { b'0' } else { typeflag };
             if typeflag == b'5' && size != 0 {
                 return Err(header_err("a directory entry with data"));
             }
@@ -539,12 +463,7 @@ impl<R: Read> TarReader<R> {
             self.remaining = size;
             self.pad = padding(size) as u64;
             self.current = Some(name.clone());
-            return Ok(Some(RawEntry {
-                name,
-                size,
-                typeflag,
-                offset: start,
-            }));
+            return Ok(Some(RawEntry { name, size, typeflag, offset: start }));
         }
     }
 
@@ -555,18 +474,13 @@ impl<R: Read> TarReader<R> {
             self.consume_padding()?;
             return Ok(0);
         }
-        let want = buf
-            .len()
-            .min(self.remaining.min(usize::MAX as u64) as usize);
+        let want = buf.len().min(self.remaining.min(usize::MAX as u64) as usize);
         let n = loop {
             match self.inner.read(&mut buf[..want]) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    return Err(input_error(
-                        format!("reading entry {:?}", self.current.as_deref().unwrap_or("?")),
-                        e,
-                    ))
+                    return Err(input_error(format!("reading entry {:?}", self.current.as_deref().unwrap_or("?")), e))
                 }
             }
         };
@@ -591,20 +505,15 @@ impl<R: Read> TarReader<R> {
         }
         let mut pad = [0u8; BLOCK];
         let want = self.pad as usize;
-        let n = read_full(&mut self.inner, &mut pad[..want])
-            .map_err(|e| input_error("reading padding".into(), e))?;
+        let n = read_full(&mut self.inner, &mut pad[..want]).map_err(|e| input_error("reading padding".into(), e))?;
         self.offset += n as u64;
         self.pad = 0;
         let name = self.current.as_deref().unwrap_or("?");
         if n < want {
-            return Err(Error::truncated(format!(
-                "the stream ends in the padding after entry {name:?}"
-            )));
+            return Err(Error::truncated(format!("the stream ends in the padding after entry {name:?}")));
         }
         if pad[..want].iter().any(|&b| b != 0) {
-            return Err(Error::invalid(format!(
-                "non-zero padding after entry {name:?}"
-            )));
+            return Err(Error::invalid(format!("non-zero padding after entry {name:?}")));
         }
         Ok(())
     }
@@ -616,12 +525,7 @@ impl<R: Read> TarReader<R> {
 }
 
 fn parse_octal(field: &[u8]) -> Option<u64> {
-    let s: Vec<u8> = field
-        .iter()
-        .copied()
-        .skip_while(|&b| b == b' ')
-        .take_while(|&b| b != 0 && b != b' ')
-        .collect();
+    let s: Vec<u8> = field.iter().copied().skip_while(|&b| b == b' ').take_while(|&b| b != 0 && b != b' ').collect();
     if s.is_empty() {
         return Some(0);
     }
@@ -654,10 +558,7 @@ fn parse_pax(mut data: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
         }
         let rec = &data[sp + 1..len - 1];
         let eq = rec.iter().position(|&b| b == b'=')?;
-        out.push((
-            String::from_utf8(rec[..eq].to_vec()).ok()?,
-            rec[eq + 1..].to_vec(),
-        ));
+        out.push((String::from_utf8(rec[..eq].to_vec()).ok()?, rec[eq + 1..].to_vec()));
         data = &data[len..];
     }
     Some(out)
@@ -695,11 +596,7 @@ pub struct BackupReader<R: Read> {
 impl<R: Read> BackupReader<R> {
     /// A reader over an uncompressed stream (see [`decompress`]).
     pub fn new(inner: R) -> Self {
-        BackupReader {
-            tar: TarReader::new(inner),
-            seen: HashSet::new(),
-            done: false,
-        }
+        BackupReader { tar: TarReader::new(inner), seen: HashSet::new(), done: false }
     }
 
     /// The next item. After [`BackupItem::Manifest`] or [`BackupItem::EndWithoutManifest`]
@@ -718,23 +615,14 @@ impl<R: Read> BackupReader<R> {
                 if is_layout_dir(name.trim_end_matches('/')) {
                     continue;
                 }
-                return Err(Error::invalid(format!(
-                    "directory entry {:?} is outside the backup layout",
-                    raw.name
-                )));
+                return Err(Error::invalid(format!("directory entry {:?} is outside the backup layout", raw.name)));
             }
             if !self.seen.insert(name.clone()) {
-                return Err(Error::invalid(format!(
-                    "entry {name:?} appears twice (at offset {})",
-                    raw.offset
-                )));
+                return Err(Error::invalid(format!("entry {name:?} appears twice (at offset {})", raw.offset)));
             }
             if name == MANIFEST_NAME {
                 if raw.size > MAX_MANIFEST {
-                    return Err(Error::invalid(format!(
-                        "MANIFEST.json claims {} bytes",
-                        raw.size
-                    )));
+                    return Err(Error::invalid(format!("MANIFEST.json claims {} bytes", raw.size)));
                 }
                 let mut data = Vec::new();
                 let mut buf = [0u8; 65536];
@@ -758,10 +646,7 @@ impl<R: Read> BackupReader<R> {
                 return Ok(BackupItem::Manifest(data));
             }
             let path = EntryPath::parse(&name)?;
-            return Ok(BackupItem::Entry {
-                path,
-                size: raw.size,
-            });
+            return Ok(BackupItem::Entry { path, size: raw.size });
         }
     }
 
@@ -782,12 +667,8 @@ fn is_layout_dir(dir: &str) -> bool {
     match parts.as_slice() {
         ["."] | ["indexes"] => true,
         ["indexes", i] => crate::layout::is_valid_name(i),
-        ["indexes", i, "shards" | "dataframe" | "translate" | "fields"] => {
-            crate::layout::is_valid_name(i)
-        }
-        ["indexes", i, "fields", f] => {
-            crate::layout::is_valid_name(i) && crate::layout::is_valid_name(f)
-        }
+        ["indexes", i, "shards" | "dataframe" | "translate" | "fields"] => crate::layout::is_valid_name(i),
+        ["indexes", i, "fields", f] => crate::layout::is_valid_name(i) && crate::layout::is_valid_name(f),
         _ => false,
     }
 }
@@ -810,19 +691,8 @@ mod tests {
     #[test]
     fn writer_output_is_read_back_by_the_tar_crate() {
         let long_field = "f".repeat(200);
-        let long = format!(
-            "indexes/{}/fields/{}/translate",
-            "i".repeat(200),
-            long_field
-        );
-        let bytes = build(
-            &[
-                ("schema", b"{}"),
-                ("indexes/users/shards/0000", &[7u8; 1000]),
-                (&long, b"k"),
-            ],
-            true,
-        );
+        let long = format!("indexes/{}/fields/{}/translate", "i".repeat(200), long_field);
+        let bytes = build(&[("schema", b"{}"), ("indexes/users/shards/0000", &[7u8; 1000]), (&long, b"k")], true);
         let mut a = tar::Archive::new(&bytes[..]);
         let names: Vec<(String, u64)> = a
             .entries()
@@ -840,13 +710,7 @@ mod tests {
 
     #[test]
     fn reader_reads_writer_output() {
-        let bytes = build(
-            &[
-                ("schema", b"{}"),
-                ("indexes/users/shards/0001", &[1u8; 513]),
-            ],
-            true,
-        );
+        let bytes = build(&[("schema", b"{}"), ("indexes/users/shards/0001", &[1u8; 513])], true);
         let mut r = BackupReader::new(&bytes[..]);
         let mut got = Vec::new();
         loop {
@@ -890,13 +754,7 @@ mod tests {
 
     #[test]
     fn every_truncation_is_detected() {
-        let bytes = build(
-            &[
-                ("schema", b"{}"),
-                ("indexes/users/shards/0001", &[1u8; 3000]),
-            ],
-            true,
-        );
+        let bytes = build(&[("schema", b"{}"), ("indexes/users/shards/0001", &[1u8; 3000])], true);
         assert!(outcome(&bytes).is_ok());
         for cut in 0..bytes.len() {
             let e = outcome(&bytes[..cut]).unwrap_err();

@@ -53,10 +53,7 @@ impl std::fmt::Debug for ClusterOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClusterOptions")
             .field("host", &self.host)
-            .field(
-                "auth_token",
-                &self.auth_token.as_ref().map(|_| "<redacted>"),
-            )
+            .field("auth_token", &self.auth_token.as_ref().map(|_| "<redacted>"))
             .field("tls", &self.tls)
             .field("retry_period", &self.retry_period)
             .field("header_timeout", &self.header_timeout)
@@ -85,11 +82,7 @@ pub fn parse_host(host: &str) -> Result<NodeUri> {
     let (scheme, rest) = match host.split_once("://") {
         Some(("http", r)) => ("http", r),
         Some(("https", r)) => ("https", r),
-        Some((s, _)) => {
-            return Err(bad(&format!(
-                "unsupported scheme {s:?} (use http or https)"
-            )))
-        }
+        Some((s, _)) => return Err(bad(&format!("unsupported scheme {s:?} (use http or https)"))),
         None => ("http", host),
     };
     let rest = rest.trim_end_matches('/');
@@ -110,16 +103,8 @@ pub fn parse_host(host: &str) -> Result<NodeUri> {
             None => (rest.to_string(), DEFAULT_PORT),
         }
     };
-    let h = if h.is_empty() {
-        "localhost".to_string()
-    } else {
-        h
-    };
-    Ok(NodeUri {
-        scheme: scheme.into(),
-        host: h,
-        port,
-    })
+    let h = if h.is_empty() { "localhost".to_string() } else { h };
+    Ok(NodeUri { scheme: scheme.into(), host: h, port })
 }
 
 /// Build the rustls client configuration from the TLS flags. Bad material is a refused
@@ -135,30 +120,21 @@ pub fn tls_config(tls: &TlsOptions) -> Result<rustls::ClientConfig> {
     let load_certs = |path: &PathBuf| -> Result<Vec<CertificateDer<'static>>> {
         let certs: Vec<_> = CertificateDer::pem_file_iter(path)
             .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
-            .map_err(|e| {
-                Error::precondition(format!("bad TLS material in {}", path.display()))
-                    .with_source(e)
-            })?;
+            .map_err(|e| Error::precondition(format!("bad TLS material in {}", path.display())).with_source(e))?;
         if certs.is_empty() {
-            return Err(Error::precondition(format!(
-                "no PEM certificate in {}",
-                path.display()
-            )));
+            return Err(Error::precondition(format!("no PEM certificate in {}", path.display())));
         }
         Ok(certs)
     };
     let builder = if tls.skip_verify {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
     } else {
         let mut roots = rustls::RootCertStore::empty();
         match &tls.ca_certificate {
             Some(path) => {
                 for cert in load_certs(path)? {
                     roots.add(cert).map_err(|e| {
-                        Error::precondition(format!("bad CA certificate in {}", path.display()))
-                            .with_source(e)
+                        Error::precondition(format!("bad CA certificate in {}", path.display())).with_source(e)
                     })?;
                 }
             }
@@ -173,12 +149,11 @@ pub fn tls_config(tls: &TlsOptions) -> Result<rustls::ClientConfig> {
     match (&tls.certificate, &tls.key) {
         (Some(cert), Some(key)) => {
             let certs = load_certs(cert)?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-                Error::precondition(format!("bad TLS key in {}", key.display())).with_source(e)
-            })?;
-            builder.with_client_auth_cert(certs, key).map_err(|e| {
-                Error::precondition("client certificate and key do not fit together").with_source(e)
-            })
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| Error::precondition(format!("bad TLS key in {}", key.display())).with_source(e))?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| Error::precondition("client certificate and key do not fit together").with_source(e))
         }
         (None, None) => Ok(builder.with_no_client_auth()),
         _ => Err(Error::usage("--tls.certificate and --tls.key go together")),
@@ -206,12 +181,7 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
         cert: &rustls_pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
     fn verify_tls13_signature(
         &self,
@@ -219,12 +189,7 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
         cert: &rustls_pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
@@ -277,9 +242,7 @@ impl ClusterClient {
         if entry.scheme == "https" {
             builder = builder.tls_backend_preconfigured(tls_config(&opts.tls)?);
         }
-        let http = builder
-            .build()
-            .map_err(|e| Error::precondition("building the HTTP client").with_source(e))?;
+        let http = builder.build().map_err(|e| Error::precondition("building the HTTP client").with_source(e))?;
         let mut allowed = HashSet::new();
         allowed.insert(entry.authority());
         Ok(ClusterClient {
@@ -319,9 +282,7 @@ impl ClusterClient {
     /// Order candidate owners: nodes seen down go last, otherwise the given order is kept.
     pub fn prefer_live<'a>(&self, nodes: &'a [Node]) -> Vec<&'a Node> {
         let down = self.down.lock().expect("lock");
-        let (mut live, dead): (Vec<&Node>, Vec<&Node>) = nodes
-            .iter()
-            .partition(|n| !down.contains(&n.uri.authority()));
+        let (mut live, dead): (Vec<&Node>, Vec<&Node>) = nodes.iter().partition(|n| !down.contains(&n.uri.authority()));
         live.extend(dead);
         live
     }
@@ -341,29 +302,18 @@ impl ClusterClient {
     pub async fn get_json<T: DeserializeOwned>(&self, node: &NodeUri, path: &str) -> Result<T> {
         let resp = match self.get(node, path, "application/json").await? {
             Fetched::Found(r) => r,
-            Fetched::NotFound => {
-                return Err(Error::protocol(format!(
-                    "{}{path}: 404 Not Found",
-                    node.base_url()
-                )))
-            }
+            Fetched::NotFound => return Err(Error::protocol(format!("{}{path}: 404 Not Found", node.base_url()))),
             Fetched::BadRequest(body) => {
-                return Err(Error::protocol(format!(
-                    "{}{path}: 400 Bad Request: {}",
-                    node.base_url(),
-                    body.trim()
-                )))
+                return Err(Error::protocol(format!("{}{path}: 400 Bad Request: {}", node.base_url(), body.trim())))
             }
         };
         let url = resp.url().to_string();
-        let body = resp.bytes().await.map_err(|e| {
-            Error::unavailable(format!("{url}: the answer broke off")).with_source(e)
-        })?;
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| Error::unavailable(format!("{url}: the answer broke off")).with_source(e))?;
         serde_json::from_slice(&body).map_err(|e| {
-            Error::protocol(format!(
-                "{url}: answer is not the JSON this version understands"
-            ))
-            .with_source(e)
+            Error::protocol(format!("{url}: answer is not the JSON this version understands")).with_source(e)
         })
     }
 
@@ -382,10 +332,7 @@ impl ClusterClient {
                 Ok(Err((to, to_path))) => {
                     redirects += 1;
                     if redirects > 3 {
-                        return Err(Error::protocol(format!(
-                            "{}{path}: too many redirects",
-                            node.base_url()
-                        )));
+                        return Err(Error::protocol(format!("{}{path}: too many redirects", node.base_url())));
                     }
                     target = to;
                     target_path = to_path;
@@ -416,10 +363,7 @@ impl ClusterClient {
         accept: &str,
     ) -> std::result::Result<std::result::Result<Fetched, (NodeUri, String)>, AttemptError> {
         let url = format!("{}{}", node.base_url(), path);
-        self.events.event(Event::Request {
-            method: "GET",
-            url: url.clone(),
-        });
+        self.events.event(Event::Request { method: "GET", url: url.clone() });
         let mut req = self.http.request(Method::GET, &url).header(ACCEPT, accept);
         if let Some(token) = self.token_for(node) {
             req = req.header(AUTHORIZATION, format!("Bearer {token}"));
@@ -450,32 +394,19 @@ impl ClusterClient {
         if status.is_success() {
             return Ok(Ok(Fetched::Found(resp)));
         }
-        if status == StatusCode::SEE_OTHER
-            || status == StatusCode::TEMPORARY_REDIRECT
-            || status == StatusCode::FOUND
-        {
-            let location = resp
-                .headers()
-                .get(LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string();
+        if status == StatusCode::SEE_OTHER || status == StatusCode::TEMPORARY_REDIRECT || status == StatusCode::FOUND {
+            let location = resp.headers().get(LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
             let (to, to_path) =
-                self.redirect_target(&url, &location)
-                    .map_err(|error| AttemptError {
-                        error,
-                        retryable: false,
-                    })?;
+                self.redirect_target(&url, &location).map_err(|error| AttemptError { error, retryable: false })?;
             return Ok(Err((to, to_path)));
         }
         let body = body_snippet(resp).await;
         match status {
             StatusCode::NOT_FOUND => Ok(Ok(Fetched::NotFound)),
             StatusCode::BAD_REQUEST => Ok(Ok(Fetched::BadRequest(body))),
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(AttemptError {
-                error: Error::auth(format!("{url}: {status}: {}", body.trim())),
-                retryable: false,
-            }),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                Err(AttemptError { error: Error::auth(format!("{url}: {status}: {}", body.trim())), retryable: false })
+            }
             s if s.is_server_error() => Err(AttemptError {
                 error: Error::unavailable(format!("{url}: {status}: {}", body.trim())),
                 retryable: true,
@@ -488,11 +419,7 @@ impl ClusterClient {
     }
 
     fn token_for(&self, node: &NodeUri) -> Option<&str> {
-        let allowed = self
-            .allowed
-            .lock()
-            .expect("lock")
-            .contains(&node.authority());
+        let allowed = self.allowed.lock().expect("lock").contains(&node.authority());
         self.token.as_deref().filter(|_| allowed)
     }
 
@@ -501,15 +428,8 @@ impl ClusterClient {
     fn redirect_target(&self, from: &str, location: &str) -> Result<(NodeUri, String)> {
         let url = reqwest::Url::parse(from)
             .and_then(|base| base.join(location))
-            .map_err(|e| {
-                Error::protocol(format!("{from}: unreadable redirect {location:?}")).with_source(e)
-            })?;
-        let host = url
-            .host_str()
-            .unwrap_or("")
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
+            .map_err(|e| Error::protocol(format!("{from}: unreadable redirect {location:?}")).with_source(e))?;
+        let host = url.host_str().unwrap_or("").trim_start_matches('[').trim_end_matches(']').to_string();
         let to = NodeUri {
             scheme: url.scheme().to_string(),
             host,
@@ -540,10 +460,7 @@ impl ClusterClient {
         content_type: &str,
     ) -> Result<()> {
         let url = format!("{}{}", node.base_url(), path);
-        self.events.event(Event::Request {
-            method: "POST",
-            url: url.clone(),
-        });
+        self.events.event(Event::Request { method: "POST", url: url.clone() });
         let mut req = self
             .http
             .request(Method::POST, &url)
@@ -557,11 +474,7 @@ impl ClusterClient {
             req = req.header(AUTHORIZATION, format!("Bearer {token}"));
         }
         let resp = req.send().await.map_err(|e| {
-            let kind = if e.is_connect() {
-                ErrorKind::Unavailable
-            } else {
-                ErrorKind::Io
-            };
+            let kind = if e.is_connect() { ErrorKind::Unavailable } else { ErrorKind::Io };
             Error::new(kind, format!("POST {url}: sending failed")).with_source(e)
         })?;
         let status = resp.status();
@@ -590,10 +503,8 @@ async fn body_snippet(resp: reqwest::Response) -> String {
 /// Exponential backoff with jitter: about 100 ms, 200 ms, 400 ms, ... capped at 2 s.
 fn backoff(attempt: u32) -> Duration {
     let base = 100u64 << attempt.min(5).saturating_sub(1);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     let jitter = u64::from(nanos) % (base / 2 + 1);
     Duration::from_millis((base + jitter).min(2000))
 }
@@ -605,15 +516,9 @@ mod tests {
     #[test]
     fn host_forms() {
         let h = parse_host("db1:10101").unwrap();
-        assert_eq!(
-            (h.scheme.as_str(), h.host.as_str(), h.port),
-            ("http", "db1", 10101)
-        );
+        assert_eq!((h.scheme.as_str(), h.host.as_str(), h.port), ("http", "db1", 10101));
         let h = parse_host("https://db1").unwrap();
-        assert_eq!(
-            (h.scheme.as_str(), h.host.as_str(), h.port),
-            ("https", "db1", 10101)
-        );
+        assert_eq!((h.scheme.as_str(), h.host.as_str(), h.port), ("https", "db1", 10101));
         let h = parse_host("http://[::1]:9000/").unwrap();
         assert_eq!((h.host.as_str(), h.port), ("::1", 9000));
         assert_eq!(h.base_url(), "http://[::1]:9000");

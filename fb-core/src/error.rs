@@ -66,11 +66,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// A new error of `kind` with a message naming what it concerns.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error {
-            kind,
-            message: message.into(),
-            source: None,
-        }
+        Error { kind, message: message.into(), source: None }
     }
 
     /// Attach the underlying cause, shown after the message in the cause chain.
@@ -113,10 +109,8 @@ impl Error {
 
     /// True when the cause chain contains a broken pipe (the reader went away).
     pub fn is_broken_pipe(&self) -> bool {
-        let mut cur: Option<&(dyn std::error::Error + 'static)> = self
-            .source
-            .as_deref()
-            .map(|s| s as &(dyn std::error::Error + 'static));
+        let mut cur: Option<&(dyn std::error::Error + 'static)> =
+            self.source.as_deref().map(|s| s as &(dyn std::error::Error + 'static));
         while let Some(e) = cur {
             if let Some(io) = e.downcast_ref::<std::io::Error>() {
                 if io.kind() == std::io::ErrorKind::BrokenPipe {
@@ -131,10 +125,8 @@ impl Error {
     /// The message followed by every cause, `message: cause: cause`, as the tools print it.
     pub fn chain(&self) -> String {
         let mut out = self.message.clone();
-        let mut cur: Option<&(dyn std::error::Error + 'static)> = self
-            .source
-            .as_deref()
-            .map(|s| s as &(dyn std::error::Error + 'static));
+        let mut cur: Option<&(dyn std::error::Error + 'static)> =
+            self.source.as_deref().map(|s| s as &(dyn std::error::Error + 'static));
         while let Some(e) = cur {
             let text = e.to_string();
             if !text.is_empty() && !out.ends_with(&text) {
@@ -161,9 +153,7 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|s| s as &(dyn std::error::Error + 'static))
+        self.source.as_deref().map(|s| s as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -222,10 +212,7 @@ mod tests {
     fn chain_lists_causes_and_detects_broken_pipe() {
         let io = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "pipe closed");
         let e = Error::io("writing the archive to stdout", io).context("entry schema");
-        assert_eq!(
-            e.chain(),
-            "entry schema: writing the archive to stdout: pipe closed"
-        );
+        assert_eq!(e.chain(), "entry schema: writing the archive to stdout: pipe closed");
         assert!(e.is_broken_pipe());
         assert_eq!(e.exit_code(), 74);
     }

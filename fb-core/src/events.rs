@@ -7,25 +7,13 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub enum Event {
     /// A run started; `planned_bytes` is what is known up front (may be `None`).
-    Started {
-        files: u64,
-        planned_bytes: Option<u64>,
-    },
+    Started { files: u64, planned_bytes: Option<u64> },
     /// An HTTP request is about to be sent (shown with `-v`).
     Request { method: &'static str, url: String },
     /// A request is tried again after a transient failure.
-    Retry {
-        url: String,
-        attempt: u32,
-        reason: String,
-    },
+    Retry { url: String, attempt: u32, reason: String },
     /// A file moves to the next replica.
-    Failover {
-        entry: String,
-        from: String,
-        to: Option<String>,
-        reason: String,
-    },
+    Failover { entry: String, from: String, to: Option<String>, reason: String },
     /// Bytes moved (for progress).
     Bytes(u64),
     /// A file is complete.
@@ -33,11 +21,7 @@ pub enum Event {
     /// A warning that does not stop the run.
     Warning(String),
     /// The run finished successfully.
-    Finished {
-        files: u64,
-        bytes: u64,
-        seconds: f64,
-    },
+    Finished { files: u64, bytes: u64, seconds: f64 },
 }
 
 /// Receives events; must be cheap (it is called on hot paths with [`Event::Bytes`]).

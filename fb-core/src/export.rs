@@ -141,7 +141,9 @@ pub async fn plan(client: &ClusterClient, opts: &ExportOptions) -> Result<Plan> 
         let shards: BTreeSet<u64> = shards.shards.unwrap_or_default().into_iter().collect();
         let owners: Vec<Vec<Node>> = futures_util::stream::iter(shards.iter().copied())
             .map(|s| async move {
-                client.get_json::<Vec<Node>>(entry_node, &format!("/internal/fragment/nodes?index={name}&shard={s}")).await
+                client
+                    .get_json::<Vec<Node>>(entry_node, &format!("/internal/fragment/nodes?index={name}&shard={s}"))
+                    .await
             })
             .buffered(concurrency)
             .collect::<Vec<_>>()
@@ -260,7 +262,8 @@ pub async fn export<W: Write + Send + 'static>(
     let plan = plan(&client, opts).await?;
     client.events().event(Event::Started { files: plan.entries.len() as u64 + 1, planned_bytes: None });
     let mtime = opts.mtime;
-    let (order_tx, order_rx) = mpsc::channel::<(PlannedEntry, mpsc::Receiver<Piece>)>(client.options().concurrency.max(1) + 1);
+    let (order_tx, order_rx) =
+        mpsc::channel::<(PlannedEntry, mpsc::Receiver<Piece>)>(client.options().concurrency.max(1) + 1);
     let events = client.events().clone();
     let schema_bytes = plan.schema_bytes.clone();
     let source = plan.source.clone();
@@ -313,7 +316,11 @@ fn write_archive<W: Write>(
     let mut entries = Vec::new();
     let mut bytes = 0u64;
     tar.append("schema", &schema_bytes).map_err(|e| out_err("schema", e))?;
-    entries.push(ManifestEntry::new(&EntryPath::Schema, schema_bytes.len() as u64, &Sha256::digest(&schema_bytes).into()));
+    entries.push(ManifestEntry::new(
+        &EntryPath::Schema,
+        schema_bytes.len() as u64,
+        &Sha256::digest(&schema_bytes).into(),
+    ));
     bytes += schema_bytes.len() as u64;
     events.event(Event::FileDone { path: "schema".into(), size: schema_bytes.len() as u64 });
     let mut dataframes_disabled = false;
@@ -418,7 +425,10 @@ async fn fetch_entry(client: &ClusterClient, entry: &PlannedEntry, tx: &mpsc::Se
             }
             Ok(Some(_)) => {
                 not_found += 1;
-                OwnerFailure { error: Error::unavailable(format!("{name}: 404 on {}", node.uri.authority())), next: true }
+                OwnerFailure {
+                    error: Error::unavailable(format!("{name}: 404 on {}", node.uri.authority())),
+                    next: true,
+                }
             }
             Ok(None) => return,
             Err(f) => f,
@@ -435,8 +445,8 @@ async fn fetch_entry(client: &ClusterClient, entry: &PlannedEntry, tx: &mpsc::Se
         });
         if i + 1 == owners.len() {
             let what = if not_found == owners.len() { "no owner has it" } else { "no owner could serve it" };
-            let e = Error::unavailable(format!("{name}: {what}; tried {}", tried.join(", ")))
-                .with_source(failure.error);
+            let e =
+                Error::unavailable(format!("{name}: {what}; tried {}", tried.join(", "))).with_source(failure.error);
             let _ = tx.send(Piece::Failed(e)).await;
             return;
         }
@@ -457,7 +467,10 @@ async fn fetch_from(
     let name = entry.path.to_string();
     let at = node.uri.authority();
     let fail = |error: Error| OwnerFailure { error, next: true };
-    let writer_gone = || OwnerFailure { error: Error::io(format!("{name}: writer stopped"), std::io::Error::other("writer stopped")), next: false };
+    let writer_gone = || OwnerFailure {
+        error: Error::io(format!("{name}: writer stopped"), std::io::Error::other("writer stopped")),
+        next: false,
+    };
     let resp = match client.get(&node.uri, &entry.request, "application/octet-stream").await {
         Ok(Fetched::Found(r)) => r,
         Ok(Fetched::NotFound) => return Ok(Some(AbsentReason::NotFound)),
@@ -546,7 +559,9 @@ async fn fetch_from(
     };
     if !prefix.is_empty() {
         if prefix.len() as u64 > size {
-            return Err(fail(Error::unavailable(format!("{name} on {at}: body longer than the {size} bytes declared"))));
+            return Err(fail(Error::unavailable(format!(
+                "{name} on {at}: body longer than the {size} bytes declared"
+            ))));
         }
         let chunk = send(Bytes::from(prefix), &mut received, written);
         tx.send(Piece::Data(chunk)).await.map_err(|_| writer_gone())?;

@@ -160,7 +160,10 @@ impl Targets<'_> {
                 if !self.shard_owners.contains_key(&key) {
                     let owners: Vec<Node> = self
                         .client
-                        .get_json(self.client.entry_node(), &format!("/internal/fragment/nodes?index={index}&shard={shard}"))
+                        .get_json(
+                            self.client.entry_node(),
+                            &format!("/internal/fragment/nodes?index={index}&shard={shard}"),
+                        )
                         .await?;
                     self.client.trust_nodes(&owners);
                     self.shard_owners.insert(key.clone(), owners);
@@ -185,7 +188,9 @@ impl Targets<'_> {
                 (self.partition_owners[partition].clone(), format!("/internal/translate/index/{index}/{partition}"))
             }
             // Upstream's restore sends field key stores to every node.
-            EntryPath::FieldKeys { index, field } => (self.nodes.clone(), format!("/internal/translate/field/{index}/{field}")),
+            EntryPath::FieldKeys { index, field } => {
+                (self.nodes.clone(), format!("/internal/translate/field/{index}/{field}"))
+            }
         })
     }
 }
@@ -297,7 +302,9 @@ pub async fn import<R: Read + Send + 'static>(
                 ReadMsg::Entry { path, size } => {
                     if let Some(exp) = &expected {
                         match exp.get(&path.to_string()) {
-                            None => return Err(Error::verification(format!("entry {path} is not listed in the manifest"))),
+                            None => {
+                                return Err(Error::verification(format!("entry {path} is not listed in the manifest")))
+                            }
                             Some((s, _)) if *s != size => {
                                 return Err(Error::verification(format!(
                                     "entry {path}: the archive holds {size} bytes, the manifest lists {s}"
@@ -306,7 +313,14 @@ pub async fn import<R: Read + Send + 'static>(
                             Some(_) => {}
                         }
                     }
-                    current = Some(Outgoing { path, size, bodies: Vec::new(), held: None, prefix: Vec::new(), started: false });
+                    current = Some(Outgoing {
+                        path,
+                        size,
+                        bodies: Vec::new(),
+                        held: None,
+                        prefix: Vec::new(),
+                        started: false,
+                    });
                 }
                 ReadMsg::Data(chunk) => {
                     let cur = current.as_mut().expect("data follows an entry");
@@ -423,13 +437,20 @@ pub async fn import<R: Read + Send + 'static>(
         for e in &m.entries {
             match got.get(e.path.as_str()) {
                 None => {
-                    return Err(Error::truncated(format!("entry {} listed in the manifest is missing from the stream", e.path))
-                        .with_suffix(&incomplete(&sent, dry)))
+                    return Err(Error::truncated(format!(
+                        "entry {} listed in the manifest is missing from the stream",
+                        e.path
+                    ))
+                    .with_suffix(&incomplete(&sent, dry)))
                 }
                 Some((s, h)) if *s != e.size || *h != e.sha256 => {
                     return Err(Error::verification(format!(
                         "entry {} does not match the manifest ({} bytes, sha256 {} read; {} bytes, {} listed)",
-                        e.path, s, &h[..12], e.size, &e.sha256[..12]
+                        e.path,
+                        s,
+                        &h[..12],
+                        e.size,
+                        &e.sha256[..12]
                     ))
                     .with_suffix(&incomplete(&sent, dry)))
                 }
@@ -481,7 +502,8 @@ async fn start(
     if owners.is_empty() {
         return Err(Error::protocol(format!("the target cluster names no owner for {}", cur.path)));
     }
-    let content_type = if matches!(cur.path, EntryPath::Schema) { "application/json" } else { "application/octet-stream" };
+    let content_type =
+        if matches!(cur.path, EntryPath::Schema) { "application/json" } else { "application/octet-stream" };
     for node in owners {
         let (tx, rx) = mpsc::channel::<std::result::Result<Bytes, std::io::Error>>(BODY_QUEUE);
         let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });

@@ -144,10 +144,7 @@ impl EntryPath {
             return Err(bad("absolute path"));
         }
         let parts: Vec<&str> = name.split('/').collect();
-        if parts
-            .iter()
-            .any(|p| *p == ".." || *p == "." || p.is_empty())
-        {
+        if parts.iter().any(|p| *p == ".." || *p == "." || p.is_empty()) {
             return Err(bad("path with '..', '.' or an empty component"));
         }
         let entry = match parts.as_slice() {
@@ -193,10 +190,7 @@ impl EntryPath {
 
     /// Whether this entry holds key translation (written after the data it covers).
     pub fn is_keys(&self) -> bool {
-        matches!(
-            self,
-            EntryPath::IndexKeys { .. } | EntryPath::FieldKeys { .. }
-        )
+        matches!(self, EntryPath::IndexKeys { .. } | EntryPath::FieldKeys { .. })
     }
 }
 
@@ -226,8 +220,7 @@ pub fn is_valid_name(name: &str) -> bool {
     !b.is_empty()
         && b.len() <= 230
         && b[0].is_ascii_lowercase()
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-')
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-')
 }
 
 fn checked_name(s: &str) -> Option<String> {

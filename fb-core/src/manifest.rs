@@ -135,10 +135,7 @@ impl Manifest {
 
 impl Manifest {
     /// A manifest over `entries` (in archive order) with the given `source` description.
-    pub fn new(
-        source: serde_json::Map<String, serde_json::Value>,
-        entries: Vec<ManifestEntry>,
-    ) -> Self {
+    pub fn new(source: serde_json::Map<String, serde_json::Value>, entries: Vec<ManifestEntry>) -> Self {
         let totals = totals(&entries);
         let entries_sha256 = entries_digest(&entries);
         let mut m = Manifest {
@@ -171,9 +168,7 @@ impl Manifest {
         match value.get("format").and_then(|v| v.as_str()) {
             Some(FORMAT) => {}
             Some(other) => {
-                return Err(Error::invalid(format!(
-                    "MANIFEST.json: unknown format {other:?} (expected {FORMAT:?})"
-                )))
+                return Err(Error::invalid(format!("MANIFEST.json: unknown format {other:?} (expected {FORMAT:?})")))
             }
             None => return Err(Error::invalid("MANIFEST.json: no \"format\" field")),
         }
@@ -186,13 +181,12 @@ impl Manifest {
             }
             None => return Err(Error::invalid("MANIFEST.json: missing or invalid \"version\"")),
         }
-        let m: Manifest = serde_json::from_value(value).map_err(|e| {
-            Error::invalid("MANIFEST.json does not have the version 1 shape").with_source(e)
-        })?;
+        let m: Manifest = serde_json::from_value(value)
+            .map_err(|e| Error::invalid("MANIFEST.json does not have the version 1 shape").with_source(e))?;
         let mut seen = std::collections::HashSet::new();
         for (i, e) in m.entries.iter().enumerate() {
-            let path = EntryPath::parse(&e.path)
-                .map_err(|err| err.context(format!("MANIFEST.json entry #{}", i + 1)))?;
+            let path =
+                EntryPath::parse(&e.path).map_err(|err| err.context(format!("MANIFEST.json entry #{}", i + 1)))?;
             let expect = ManifestEntry::new(&path, e.size, &[0; 32]);
             if e.kind != expect.kind
                 || e.index != expect.index
@@ -205,22 +199,11 @@ impl Manifest {
                     e.path
                 )));
             }
-            if e.sha256.len() != 64
-                || !e
-                    .sha256
-                    .bytes()
-                    .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
-            {
-                return Err(Error::invalid(format!(
-                    "MANIFEST.json entry {:?}: sha256 is not 64 hex digits",
-                    e.path
-                )));
+            if e.sha256.len() != 64 || !e.sha256.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)) {
+                return Err(Error::invalid(format!("MANIFEST.json entry {:?}: sha256 is not 64 hex digits", e.path)));
             }
             if !seen.insert(e.path.as_str()) {
-                return Err(Error::invalid(format!(
-                    "MANIFEST.json lists {:?} twice",
-                    e.path
-                )));
+                return Err(Error::invalid(format!("MANIFEST.json lists {:?} twice", e.path)));
             }
         }
         if m.entries_sha256 != entries_digest(&m.entries) {
@@ -229,9 +212,7 @@ impl Manifest {
             ));
         }
         if m.totals != totals(&m.entries) {
-            return Err(Error::verification(
-                "MANIFEST.json: totals do not match its entries",
-            ));
+            return Err(Error::verification("MANIFEST.json: totals do not match its entries"));
         }
         if m.manifest_sha256 != m.self_digest() {
             return Err(Error::verification(
@@ -267,10 +248,7 @@ fn totals(entries: &[ManifestEntry]) -> Totals {
             c.bytes += e.size;
         }
         if c.entries > 0 {
-            t.by_kind.insert(
-                kind.as_str().into(),
-                serde_json::to_value(c).expect("count serialises"),
-            );
+            t.by_kind.insert(kind.as_str().into(), serde_json::to_value(c).expect("count serialises"));
         }
     }
     t.entries = entries.len() as u64;
@@ -298,22 +276,8 @@ mod tests {
         src.insert("host".into(), "localhost:10101".into());
         let entries = vec![
             ManifestEntry::new(&EntryPath::Schema, 10, &[1; 32]),
-            ManifestEntry::new(
-                &EntryPath::Shard {
-                    index: "users".into(),
-                    shard: 3,
-                },
-                8192,
-                &[2; 32],
-            ),
-            ManifestEntry::new(
-                &EntryPath::IndexKeys {
-                    index: "users".into(),
-                    partition: 7,
-                },
-                32768,
-                &[3; 32],
-            ),
+            ManifestEntry::new(&EntryPath::Shard { index: "users".into(), shard: 3 }, 8192, &[2; 32]),
+            ManifestEntry::new(&EntryPath::IndexKeys { index: "users".into(), partition: 7 }, 32768, &[3; 32]),
         ];
         Manifest::new(src, entries)
     }
@@ -325,8 +289,7 @@ mod tests {
         let back = Manifest::parse(&bytes).unwrap();
         assert_eq!(back.to_bytes(), bytes);
         let text = String::from_utf8(bytes).unwrap();
-        assert!(text
-            .starts_with("{\n  \"format\": \"fbkit-manifest\",\n  \"version\": 1,\n  \"source\""));
+        assert!(text.starts_with("{\n  \"format\": \"fbkit-manifest\",\n  \"version\": 1,\n  \"source\""));
         assert!(text.contains("\"partition\": 7"));
         assert!(text.ends_with("}\n"));
     }
@@ -335,17 +298,14 @@ mod tests {
     fn refuses_unknown_format_newer_version_and_tampering() {
         let m = sample();
         let text = String::from_utf8(m.to_bytes()).unwrap();
-        let e = Manifest::parse(text.replace("\"version\": 1", "\"version\": 2").as_bytes())
-            .unwrap_err();
+        let e = Manifest::parse(text.replace("\"version\": 1", "\"version\": 2").as_bytes()).unwrap_err();
         assert_eq!(e.exit_code(), 65);
         assert!(e.message().contains("version 2"));
         let e = Manifest::parse(text.replace("fbkit-manifest", "other").as_bytes()).unwrap_err();
         assert_eq!(e.exit_code(), 65);
-        let e = Manifest::parse(text.replace("\"size\": 8192", "\"size\": 8193").as_bytes())
-            .unwrap_err();
+        let e = Manifest::parse(text.replace("\"size\": 8192", "\"size\": 8193").as_bytes()).unwrap_err();
         assert_eq!(e.exit_code(), 1);
-        let e =
-            Manifest::parse(text.replace("shards/0003", "shards/../../x").as_bytes()).unwrap_err();
+        let e = Manifest::parse(text.replace("shards/0003", "shards/../../x").as_bytes()).unwrap_err();
         assert_eq!(e.exit_code(), 65);
         let e = Manifest::parse(text.replace("localhost", "localhosu").as_bytes()).unwrap_err();
         assert_eq!(e.exit_code(), 1);

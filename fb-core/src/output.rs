@@ -29,11 +29,10 @@ impl AtomicFile {
         if target.is_dir() {
             return Err(Error::cannot_create(format!("{}: is a directory", target.display())));
         }
-        let temp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .suffix(".partial")
-            .tempfile_in(&dir)
-            .map_err(|e| Error::cannot_create(format!("cannot create a file in {}", dir.display())).with_source(e))?;
+        let temp =
+            tempfile::Builder::new().prefix(&format!(".{name}.")).suffix(".partial").tempfile_in(&dir).map_err(
+                |e| Error::cannot_create(format!("cannot create a file in {}", dir.display())).with_source(e),
+            )?;
         Ok(AtomicFile { temp: Some(temp), target: target.to_path_buf(), sync })
     }
 

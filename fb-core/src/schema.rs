@@ -42,8 +42,8 @@ impl Schema {
     /// Parse a schema document as the server or the `schema` entry has it. Index and field
     /// names must be valid FeatureBase names (they become archive paths).
     pub fn parse(bytes: &[u8]) -> Result<Schema> {
-        let raw: Value = serde_json::from_slice(bytes)
-            .map_err(|e| Error::protocol("schema is not valid JSON").with_source(e))?;
+        let raw: Value =
+            serde_json::from_slice(bytes).map_err(|e| Error::protocol("schema is not valid JSON").with_source(e))?;
         Schema::from_value(raw)
     }
 

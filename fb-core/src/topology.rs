@@ -112,10 +112,7 @@ impl Placement {
     /// Placement over `nodes` nodes (ordered by ID) with `replicas` copies of each
     /// partition, capped at the node count.
     pub fn new(nodes: usize, replicas: usize) -> Self {
-        Placement {
-            nodes,
-            replicas: replicas.clamp(1, nodes.max(1)),
-        }
+        Placement { nodes, replicas: replicas.clamp(1, nodes.max(1)) }
     }
 
     /// The effective replica count.
@@ -129,9 +126,7 @@ impl Placement {
             return Vec::new();
         }
         let first = jump_hash(u64::from(partition), self.nodes);
-        (0..self.replicas)
-            .map(|i| (first + i) % self.nodes)
-            .collect()
+        (0..self.replicas).map(|i| (first + i) % self.nodes).collect()
     }
 
     /// Positions of the owners of a shard, primary owner first.

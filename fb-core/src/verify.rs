@@ -179,8 +179,7 @@ pub fn scan_dir(dir: &Path, deep: bool, events: &Events) -> Result<Scan> {
         scan.entries.push(digest.finish(&mut scan.schema_bytes));
     }
     if let Some(p) = embedded {
-        scan.embedded_manifest =
-            Some(std::fs::read(&p).map_err(|e| Error::io(format!("reading {}", p.display()), e))?);
+        scan.embedded_manifest = Some(std::fs::read(&p).map_err(|e| Error::io(format!("reading {}", p.display()), e))?);
     }
     Ok(scan)
 }
@@ -189,7 +188,8 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(EntryPath, PathBuf)>, manifest: 
     let rd = std::fs::read_dir(dir).map_err(|e| {
         Error::new(ErrorKind::Truncated, format!("cannot read directory {}", dir.display())).with_source(e)
     })?;
-    let mut children: Vec<_> = rd.collect::<std::io::Result<_>>().map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+    let mut children: Vec<_> =
+        rd.collect::<std::io::Result<_>>().map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
     children.sort_by_key(|e| e.file_name());
     for child in children {
         let path = child.path();
@@ -315,7 +315,13 @@ pub fn verify(scan: Scan, external: Option<&Manifest>, deep: bool) -> Verificati
         for s in &scan.entries {
             let p = s.path.to_string();
             if !listed.contains(p.as_str()) {
-                reports.push(EntryReport { path: p, status: EntryStatus::Extra, expected: None, actual: Some(fp(s)), detail: None });
+                reports.push(EntryReport {
+                    path: p,
+                    status: EntryStatus::Extra,
+                    expected: None,
+                    actual: Some(fp(s)),
+                    detail: None,
+                });
             }
         }
     } else {
@@ -392,7 +398,10 @@ pub fn check_schema_references(schema_bytes: &[u8], paths: &[EntryPath]) -> Vec<
                 Some(info) => {
                     if let Some(field) = p.field() {
                         if !info.fields.iter().any(|f| f.name == field) {
-                            out.push((p.to_string(), format!("field {field:?} of index {index:?} is not in the schema")));
+                            out.push((
+                                p.to_string(),
+                                format!("field {field:?} of index {index:?} is not in the schema"),
+                            ));
                         }
                     }
                 }
@@ -438,10 +447,8 @@ pub fn manifest_of_scan(scan: Scan, fallback: serde_json::Map<String, serde_json
     }
     let embedded = scan.embedded_manifest.as_deref().map(Manifest::parse).transpose()?;
     let source = embedded.as_ref().map(|m| m.source.clone()).unwrap_or(fallback);
-    let computed = Manifest::new(
-        source,
-        scan.entries.iter().map(|e| ManifestEntry::new(&e.path, e.size, &e.sha256)).collect(),
-    );
+    let computed =
+        Manifest::new(source, scan.entries.iter().map(|e| ManifestEntry::new(&e.path, e.size, &e.sha256)).collect());
     if let Some(own) = embedded {
         if own.entries_sha256 != computed.entries_sha256 {
             let d = crate::manifest::diff(&own, &computed);

@@ -138,9 +138,9 @@ fn run_print(p: &PrintArgs) -> Result<ExitCode> {
 fn live(cluster: &ClusterArgs, reporter: &Arc<Reporter>) -> Result<Manifest> {
     let client = Arc::new(ClusterClient::new(&cluster.options()?, reporter.events())?);
     let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.trim().is_empty() => Some(
-            v.trim().parse().map_err(|_| Error::usage(format!("SOURCE_DATE_EPOCH={v:?} is not a number")))?,
-        ),
+        Ok(v) if !v.trim().is_empty() => {
+            Some(v.trim().parse().map_err(|_| Error::usage(format!("SOURCE_DATE_EPOCH={v:?} is not a number")))?)
+        }
         _ => None,
     };
     let opts = ExportOptions { indexes: Vec::new(), mtime: epoch.unwrap_or(0), source_date_epoch: epoch };
@@ -173,9 +173,10 @@ fn load(side: &str, cluster: &ClusterArgs, reporter: &Arc<Reporter>, allow_json:
     let mut input: Box<dyn Read> = if side == "-" {
         Box::new(std::io::stdin().lock())
     } else {
-        Box::new(std::fs::File::open(path).map_err(|e| {
-            Error::new(ErrorKind::Truncated, format!("cannot open {side}")).with_source(e)
-        })?)
+        Box::new(
+            std::fs::File::open(path)
+                .map_err(|e| Error::new(ErrorKind::Truncated, format!("cannot open {side}")).with_source(e))?,
+        )
     };
     // A manifest stored apart starts with '{'; a tar, zstd or gzip stream never does.
     let mut first = [0u8; 1];

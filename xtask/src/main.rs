@@ -94,7 +94,8 @@ it). A stream without it is incomplete. Entries have mode 0644, owner 0/0, and a
 
 fn examples(tool: &str) -> &'static str {
     match tool {
-        "fb-export" => r#".SH EXAMPLES
+        "fb-export" => {
+            r#".SH EXAMPLES
 Nightly backup to a remote host, compressed:
 .PP
 .nf
@@ -112,8 +113,10 @@ Two indexes, four files at a time, manifest kept apart as well:
 .nf
   fb-export \-\-concurrency 4 \-\-index users \-\-index events \-o part.tar && fb-manifest part.tar > part.manifest.json
 .fi
-"#,
-        "fb-import" => r#".SH EXAMPLES
+"#
+        }
+        "fb-import" => {
+            r#".SH EXAMPLES
 Restore from a remote backup into a new (possibly bigger) cluster:
 .PP
 .nf
@@ -131,8 +134,10 @@ Check a backup end to end without a cluster:
 .nf
   fb-import \-\-dry\-run < fb.tar.gz
 .fi
-"#,
-        "fb-manifest" => r#".SH EXAMPLES
+"#
+        }
+        "fb-manifest" => {
+            r#".SH EXAMPLES
 Store the manifest apart from the archive, and check the archive against it later:
 .PP
 .nf
@@ -152,8 +157,10 @@ Compare two backups:
 .nf
   fb-manifest diff monday.tar tuesday.tar
 .fi
-"#,
-        "fb-verify" => r#".SH EXAMPLES
+"#
+        }
+        "fb-verify" => {
+            r#".SH EXAMPLES
 Verify a backup, and from cron, alert on failure:
 .PP
 .nf
@@ -166,14 +173,17 @@ Deep check against a manifest stored apart:
 .nf
   zstd \-dc fb.tar.zst | fb-verify \-\-manifest fb.manifest.json \-\-deep
 .fi
-"#,
-        _ => r#".SH EXAMPLES
+"#
+        }
+        _ => {
+            r#".SH EXAMPLES
 A three-node cluster with two replicas and demo data on ports 10101\-10103:
 .PP
 .nf
   fb-devcluster \-\-nodes 3 \-\-replicas 2 \-\-port 10101 \-\-demo
 .fi
-"#,
+"#
+        }
     }
 }
 
@@ -211,7 +221,6 @@ fn commands() -> Vec<clap::Command> {
         fb_manifest::Cli::command(),
         fb_verify::Cli::command(),
         // fb-devcluster: added once its clap definition lives in its library.
-
     ]
 }
 
