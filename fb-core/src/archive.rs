@@ -11,7 +11,7 @@
 //! type, name, duplicates, zero padding) before the caller sees the entry.
 
 use std::collections::HashSet;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::layout::{EntryPath, MANIFEST_NAME};
@@ -205,24 +205,20 @@ pub enum Compression {
 }
 
 /// Wrap `input` in the decompressor its magic bytes call for.
-pub fn decompress<'a, R: Read + 'a>(input: R) -> Result<(Compression, Box<dyn Read + 'a>)> {
-    let mut buffered = BufReader::with_capacity(1 << 20, input);
-    let head = loop {
-        match buffered.fill_buf() {
-            Ok(b) => break b,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::io("reading the input", e)),
-        }
-    };
+pub fn decompress<'a, R: Read + 'a>(mut input: R) -> Result<(Compression, Box<dyn Read + 'a>)> {
+    // Read the magic bytes in full: a reader may hand them over one at a time.
+    let mut magic = [0u8; 4];
+    let n = read_full(&mut input, &mut magic).map_err(|e| Error::io("reading the input", e))?;
+    let head = &magic[..n];
+    let rejoined = io::Cursor::new(head.to_vec()).chain(input);
+    let buffered = BufReader::with_capacity(1 << 20, rejoined);
     if head.starts_with(&[0x28, 0xB5, 0x2F, 0xFD]) {
         let d = zstd::stream::read::Decoder::with_buffer(buffered)
             .map_err(|e| Error::io("starting the zstd decoder", e))?;
         Ok((Compression::Zstd, Box::new(d)))
     } else if head.starts_with(&[0x1F, 0x8B]) {
-        Ok((
-            Compression::Gzip,
-            Box::new(BufReader::with_capacity(1 << 20, flate2::read::MultiGzDecoder::new(buffered))),
-        ))
+        let gz = flate2::read::MultiGzDecoder::new(buffered);
+        Ok((Compression::Gzip, Box::new(BufReader::with_capacity(1 << 20, gz))))
     } else {
         Ok((Compression::None, Box::new(buffered)))
     }
@@ -750,6 +746,32 @@ mod tests {
                 BackupItem::EndWithoutManifest => return Err(Error::truncated("no manifest")),
             }
         }
+    }
+
+    /// A reader that hands over one byte per call.
+    struct Trickle<'a>(&'a [u8]);
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.0.is_empty() || buf.is_empty() {
+                return Ok(0);
+            }
+            buf[0] = self.0[0];
+            self.0 = &self.0[1..];
+            Ok(1)
+        }
+    }
+
+    #[test]
+    fn compression_is_detected_from_a_trickling_reader() {
+        let tar = build(&[("schema", b"{}")], true);
+        let z = zstd::encode_all(&tar[..], 3).unwrap();
+        let (kind, mut r) = decompress(Trickle(&z)).unwrap();
+        assert_eq!(kind, Compression::Zstd);
+        let mut back = Vec::new();
+        r.read_to_end(&mut back).unwrap();
+        assert_eq!(back, tar);
+        let (kind, _) = decompress(Trickle(&tar)).unwrap();
+        assert_eq!(kind, Compression::None);
     }
 
     #[test]

@@ -220,7 +220,7 @@ fn commands() -> Vec<clap::Command> {
         fb_import::Cli::command(),
         fb_manifest::Cli::command(),
         fb_verify::Cli::command(),
-        // fb-devcluster: added once its clap definition lives in its library.
+        fb_devcluster::cli_command(),
     ]
 }
 

@@ -1,0 +1,136 @@
+//! The command line of the fb-devcluster binary; in the library so that the man page and
+//! completions are generated from the same definition (`cargo xtask man`).
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+use crate::{ClusterConfig, Dataframes, FaultSpec, TlsFiles};
+
+/// The fault grammar and examples, shown after the options.
+pub const AFTER_HELP: &str = "\
+FAULT SPECS (--fault, repeatable; also POST /_fbkit/fault with one SPEC as the body on any
+node, DELETE /_fbkit/fault to clear every fault, GET /_fbkit/fault to list them):
+
+  KIND[@NODE][:ARG...]     NODE is a node index from 0; without it, every node.
+                           PREFIX is a request path prefix (default: every path).
+
+  down@N                   node N stops listening (connections refused, open connections
+                           dropped, /status shows it UNKNOWN); it listens again on the same
+                           port when the faults are cleared
+  hang[@N][:PREFIX]        requests are read but never answered
+  error[@N]:STATUS[:COUNT[:PREFIX]]
+                           the next COUNT matching requests (all when COUNT is * or absent)
+                           answer STATUS, e.g. error@1:503:5:/internal/
+  cut[@N]:BYTES[:PREFIX]   response bodies end after BYTES bytes while the headers promise
+                           the whole body: a Content-Length response is cut and the
+                           connection closed; a chunked one ends cleanly (the file's own
+                           header still declares its full length)
+  slow[@N]:BYTES_PER_SEC[:PREFIX]
+                           response bodies are sent at that rate
+  churn[:STEPS[:INTERVAL_MS]]
+                           keeps adding keys, ID allocations and shard bits (default 2000
+                           steps, 2 ms apart); each step commits the ID first (key
+                           translation or ID allocator), then writes the shard bits
+
+The /_fbkit/fault routes need the token when --auth-token is set (401 otherwise) and are
+exempt from every fault except down (send them to another node).
+
+EXAMPLES:
+  fb-devcluster --nodes 3 --replicas 2 --port 10101 --demo
+  fb-devcluster --nodes 1 --port 0 --data-dir /tmp/c1 --auth-token T \\
+      --tls-cert c.pem --tls-key k.pem --tls-client-ca ca.pem
+  curl -X POST --data 'down@1' http://127.0.0.1:10101/_fbkit/fault";
+
+/// A FeatureBase-compatible N-node test cluster on 127.0.0.1, in one process.
+///
+/// Node i listens on 127.0.0.1:(PORT+i). When every node serves, one line per node with its
+/// URL is printed to stdout; the cluster then runs until SIGINT or SIGTERM.
+#[derive(Debug, Parser)]
+#[command(name = "fb-devcluster", version, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Number of nodes.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub nodes: u16,
+    /// Copies of each partition (capped at the node count).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub replicas: u16,
+    /// Port of node 0 (node i uses PORT+i); 0 picks free ports.
+    #[arg(long, default_value_t = 10101)]
+    pub port: u16,
+    /// Keep node data in DIR/node<i>/ (default: a temporary directory removed on exit).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Seed a small demo data set (keyed and unkeyed indexes, key translation, ID
+    /// allocation, one dataframe) unless the data directory already holds a schema.
+    #[arg(long)]
+    pub demo: bool,
+    /// Pad each demo shard file to about N bytes (streamed to disk).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub demo_shard_bytes: u64,
+    /// Dataframe GETs: served, or 400 "Dataframe is disabled" like a default upstream.
+    #[arg(long, value_enum, default_value_t = DataframeArg::Enabled)]
+    pub dataframes: DataframeArg,
+    /// Require "Authorization: Bearer TOKEN" (401/403 like upstream otherwise).
+    #[arg(long, value_name = "TOKEN", env = "FB_DEVCLUSTER_AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this PEM CA (mTLS).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Install a fault at start (repeatable; see FAULT SPECS below).
+    #[arg(long, value_name = "SPEC")]
+    pub fault: Vec<FaultSpec>,
+    /// Cluster name reported by /status.
+    #[arg(long, default_value = "cluster0")]
+    pub cluster_name: String,
+    /// Stamp indexes and fields created by POST /schema with the current time, as upstream
+    /// does (default: keep the posted timestamps).
+    #[arg(long)]
+    pub reset_schema_timestamps: bool,
+}
+
+/// `--dataframes`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DataframeArg {
+    /// Serve dataframe files.
+    Enabled,
+    /// Answer 400 "Dataframe is disabled".
+    Disabled,
+}
+
+impl Cli {
+    /// The cluster configuration these flags describe; a fault naming a node that does not
+    /// exist is a usage error.
+    pub fn config(self) -> Result<ClusterConfig, clap::Error> {
+        if let Some(bad) = self.fault.iter().find_map(|f| f.check_node(usize::from(self.nodes)).err()) {
+            return Err(clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("{bad}\n")));
+        }
+        Ok(ClusterConfig {
+            nodes: usize::from(self.nodes),
+            replicas: usize::from(self.replicas),
+            port: self.port,
+            data_dir: self.data_dir,
+            demo: self.demo,
+            demo_shard_bytes: self.demo_shard_bytes,
+            dataframes: match self.dataframes {
+                DataframeArg::Enabled => Dataframes::Enabled,
+                DataframeArg::Disabled => Dataframes::Disabled,
+            },
+            auth_token: self.auth_token,
+            tls: self.tls_cert.zip(self.tls_key).map(|(cert, key)| TlsFiles {
+                cert,
+                key,
+                client_ca: self.tls_client_ca,
+            }),
+            faults: self.fault,
+            cluster_name: self.cluster_name,
+            reset_schema_timestamps: self.reset_schema_timestamps,
+        })
+    }
+}

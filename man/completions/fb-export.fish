@@ -1,0 +1,21 @@
+complete -c fb-export -l host -d 'Any node of the cluster: host[:port], with http:// (default) or https://' -r
+complete -c fb-export -l auth-token -d 'Bearer token for a cluster with auth on (prefer FBKIT_AUTH_TOKEN or --auth-token-file: argv is visible in ps)' -r
+complete -c fb-export -l auth-token-file -d 'Read the bearer token from this file (surrounding whitespace ignored)' -r -F
+complete -c fb-export -l concurrency -d 'Files moved at once; output order and bytes do not depend on it' -r
+complete -c fb-export -l retry-period -d 'How long one idempotent request is retried (5xx, resets) before the next replica or failure' -r
+complete -c fb-export -l header-timeout -d 'Longest wait for a node\'s response headers, and between two pieces of a body' -r
+complete -c fb-export -l tls.ca-certificate -d 'PEM file of the CA certificate(s) that signed the cluster\'s certificates' -r -F
+complete -c fb-export -l tls.certificate -d 'PEM client certificate, for clusters that require one (mTLS)' -r -F
+complete -c fb-export -l tls.key -d 'PEM private key of the client certificate' -r -F
+complete -c fb-export -s o -l output -d 'Write the archive to FILE (atomically: temp file, fsync, rename) instead of stdout' -r -F
+complete -c fb-export -l index -d 'Back up only this index (repeatable); an unknown name is an error' -r
+complete -c fb-export -l progress -d 'Progress on stderr' -r -f -a "auto\t'A progress line when stderr is a terminal'
+always\t'Always a progress line on stderr'
+never\t'No progress'
+json\t'One JSON object per line on stderr per event (started, file, retry, failover, finished)'"
+complete -c fb-export -l tls.skip-verify -d 'Do not verify the server\'s certificate (unsafe; off by default)'
+complete -c fb-export -l no-sync -d 'With -o: skip the fsyncs of the file and its directory'
+complete -c fb-export -s q -l quiet -d 'No progress and no summary line; errors are still printed'
+complete -c fb-export -s v -l verbose -d 'More detail on stderr: -v retries and failovers, -vv every request'
+complete -c fb-export -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fb-export -s V -l version -d 'Print version'

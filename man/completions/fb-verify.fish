@@ -1,0 +1,11 @@
+complete -c fb-verify -l manifest -d 'Check against this manifest (stored apart) instead of the stream\'s own' -r -F
+complete -c fb-verify -l progress -d 'Progress on stderr' -r -f -a "auto\t'A progress line when stderr is a terminal'
+always\t'Always a progress line on stderr'
+never\t'No progress'
+json\t'One JSON object per line on stderr per event (started, file, retry, failover, finished)'"
+complete -c fb-verify -l deep -d 'Also check each file\'s inner format'
+complete -c fb-verify -l json -d 'Write a machine-readable report to stdout'
+complete -c fb-verify -s q -l quiet -d 'No progress and no summary line; errors are still printed'
+complete -c fb-verify -s v -l verbose -d 'More detail on stderr: -v retries and failovers, -vv every request'
+complete -c fb-verify -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fb-verify -s V -l version -d 'Print version'
