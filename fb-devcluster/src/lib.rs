@@ -367,6 +367,11 @@ impl Drop for RunningCluster {
     }
 }
 
+/// The clap definition of the fb-devcluster binary (for man pages and completions).
+pub fn cli_command() -> clap::Command {
+    <cli::Cli as clap::CommandFactory>::command()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,9 +383,4 @@ mod tests {
         sorted.sort();
         assert_eq!(ids, sorted);
     }
-}
-
-/// The clap definition of the fb-devcluster binary (for man pages and completions).
-pub fn cli_command() -> clap::Command {
-    <cli::Cli as clap::CommandFactory>::command()
 }
