@@ -19,11 +19,13 @@ pub fn bin_dir() -> &'static Path {
         let tools = ["fb-export", "fb-import", "fb-manifest", "fb-verify", "fb-devcluster"];
         if tools.iter().any(|t| !dir.join(t).exists()) {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            // `cargo test` builds bin targets as test harnesses only; build the real ones.
             let status = Command::new(cargo)
-                .args(["build", "--bins"])
+                .args(["build", "--workspace", "--bins"])
+                .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
                 .status()
                 .expect("running cargo build for the tool binaries");
-            assert!(status.success(), "cargo build --bins failed");
+            assert!(status.success(), "cargo build --workspace --bins failed");
         }
         dir
     })
