@@ -1,5 +1,4 @@
-//! End-to-end: the real binaries, in pipelines, against fb-devcluster on loopback.
-//! One test binary for the whole suite (keeps builds lean on 2 cores).
+//! The main jobs of issues 4-6: export, verify, manifest, diff and import in pipelines.
 
 use std::collections::BTreeSet;
 
