@@ -661,7 +661,7 @@ impl<R: Read> BackupReader<R> {
 fn is_layout_dir(dir: &str) -> bool {
     let parts: Vec<&str> = dir.split('/').collect();
     match parts.as_slice() {
-        ["."] | ["indexes"] => true,
+        [""] | ["."] | ["indexes"] => true,
         ["indexes", i] => crate::layout::is_valid_name(i),
         ["indexes", i, "shards" | "dataframe" | "translate" | "fields"] => crate::layout::is_valid_name(i),
         ["indexes", i, "fields", f] => crate::layout::is_valid_name(i) && crate::layout::is_valid_name(f),

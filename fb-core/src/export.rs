@@ -503,6 +503,12 @@ async fn fetch_from(
             }
         }
     }
+    if kind == EntryKind::Dataframe && !crate::format::is_dataframe(&prefix) {
+        return Err(fail(Error::protocol(format!(
+            "{name} on {at}: the answer is not an Arrow or Parquet file ({:?}...)",
+            String::from_utf8_lossy(&prefix[..prefix.len().min(40)])
+        ))));
+    }
     let declared = declared_len(kind, &prefix).map_err(|p| {
         let msg = if ended {
             format!("{name} on {at}: the body ended after {} bytes, before a valid file header ({p})", prefix.len())

@@ -41,6 +41,9 @@ pub struct ImportOptions {
     pub no_manifest: bool,
     /// The manifest, known before the stream is read.
     pub manifest: Option<Manifest>,
+    /// The schema, known before the stream is read (pre-scan of a file): it is sent first,
+    /// wherever the stream has it (a tar of a backup directory may list it last).
+    pub schema: Option<Vec<u8>>,
 }
 
 /// What an import did.
@@ -126,17 +129,49 @@ fn reader_thread<R: Read>(input: R, tx: mpsc::Sender<ReadMsg>) {
     }
 }
 
-/// Read only the headers of a seekable backup file (and its manifest): every name is checked
-/// and the manifest's presence known before anything is sent (contract §5).
-pub fn prescan<R: Read>(input: R) -> Result<Option<Manifest>> {
+/// What the pre-scan of a backup file found.
+#[derive(Debug, Default)]
+pub struct Prescan {
+    /// Its MANIFEST.json, if it has one.
+    pub manifest: Option<Manifest>,
+    /// Its schema entry's bytes, if it has one.
+    pub schema: Option<Vec<u8>>,
+}
+
+/// Largest schema entry the pre-scan keeps.
+const MAX_SCHEMA: u64 = 64 << 20;
+
+/// Read a backup file once before the restore: every header is checked and the manifest's
+/// presence known before anything is sent (contract §5); the schema is kept so it can be
+/// sent first.
+pub fn prescan<R: Read>(input: R) -> Result<Prescan> {
     let (_, reader) = decompress(input)?;
     let mut reader = BackupReader::new(reader);
     let mut buf = vec![0u8; 1 << 20];
+    let mut found = Prescan::default();
     loop {
         match reader.next_item()? {
-            BackupItem::Entry { .. } => while reader.read(&mut buf)? > 0 {},
-            BackupItem::Manifest(m) => return Ok(Some(Manifest::parse(&m)?)),
-            BackupItem::EndWithoutManifest => return Ok(None),
+            BackupItem::Entry { path, size } => {
+                let keep = path == EntryPath::Schema && size <= MAX_SCHEMA;
+                let mut bytes = Vec::new();
+                loop {
+                    let n = reader.read(&mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    if keep {
+                        bytes.extend_from_slice(&buf[..n]);
+                    }
+                }
+                if keep {
+                    found.schema = Some(bytes);
+                }
+            }
+            BackupItem::Manifest(m) => {
+                found.manifest = Some(Manifest::parse(&m)?);
+                return Ok(found);
+            }
+            BackupItem::EndWithoutManifest => return Ok(found),
         }
     }
 }
@@ -203,6 +238,8 @@ struct Outgoing {
     held: Option<Bytes>,
     prefix: Vec<u8>,
     started: bool,
+    /// Not data (upstream's "Dataframe is disabled" text): read and checked, never sent.
+    skip: bool,
 }
 
 /// Run the import. `client` is `None` only for a dry run.
@@ -248,6 +285,20 @@ pub async fn import<R: Read + Send + 'static>(
         });
     }
 
+    if let Some(bytes) = &opts.schema {
+        // Known up front (pre-scan): check it, then send it before any data.
+        if let Some(entry) = opts.manifest.as_ref().and_then(|m| m.entry("schema")) {
+            if entry.sha256 != hex(&Sha256::digest(bytes)) || entry.size != bytes.len() as u64 {
+                return Err(Error::verification("the schema does not match the manifest; nothing was sent"));
+            }
+        }
+        if let (Some(c), Some(t)) = (client.as_ref(), targets.as_ref()) {
+            let body = reqwest::Body::from(bytes.clone());
+            c.post(&t.primary.uri, "/schema", body, Some(bytes.len() as u64), "application/json")
+                .await
+                .map_err(|e| e.context("sending the schema; nothing else was sent"))?;
+        }
+    }
     let (tx, mut rx) = mpsc::channel::<ReadMsg>(16);
     let reader = std::thread::Builder::new()
         .name("fb-import-reader".into())
@@ -313,6 +364,11 @@ pub async fn import<R: Read + Send + 'static>(
                             Some(_) => {}
                         }
                     }
+                    if opts.schema.is_none() && seen.is_empty() && path != EntryPath::Schema {
+                        return Err(Error::invalid(format!(
+                            "the first entry is {path}, not the schema: the indexes must exist before data is restored (give the backup with -s FILE, which sends the schema first wherever it is)"
+                        )));
+                    }
                     current = Some(Outgoing {
                         path,
                         size,
@@ -320,6 +376,7 @@ pub async fn import<R: Read + Send + 'static>(
                         held: None,
                         prefix: Vec::new(),
                         started: false,
+                        skip: false,
                     });
                 }
                 ReadMsg::Data(chunk) => {
@@ -339,8 +396,7 @@ pub async fn import<R: Read + Send + 'static>(
                             });
                             continue;
                         }
-                        check_declared(cur)?;
-                        start(cur, targets.as_mut(), client.as_ref(), &mut inflight).await?;
+                        begin(cur, targets.as_mut(), client.as_ref(), &mut inflight, opts, &events).await?;
                         let chunk = match cur.held.take() {
                             None => chunk,
                             Some(h) => Bytes::from([&h[..], &chunk[..]].concat()),
@@ -355,8 +411,7 @@ pub async fn import<R: Read + Send + 'static>(
                 ReadMsg::EntryEnd { sha256, size } => {
                     let mut cur = current.take().expect("end follows an entry");
                     if !cur.started {
-                        check_declared(&cur)?;
-                        start(&mut cur, targets.as_mut(), client.as_ref(), &mut inflight).await?;
+                        begin(&mut cur, targets.as_mut(), client.as_ref(), &mut inflight, opts, &events).await?;
                     }
                     let digest = hex(&sha256);
                     if let Some(exp) = &expected {
@@ -373,6 +428,7 @@ pub async fn import<R: Read + Send + 'static>(
                         feed(&mut cur, last).await?;
                     }
                     let path = cur.path.to_string();
+                    let skipped = cur.skip;
                     drop(cur); // closes the bodies: the nodes now have every byte
                     if cur_is_schema(&path) {
                         // Everything else needs the indexes to exist: wait for the schema.
@@ -386,7 +442,9 @@ pub async fn import<R: Read + Send + 'static>(
                         }
                     }
                     events.event(Event::FileDone { path: path.clone(), size });
-                    sent.push(path.clone());
+                    if !skipped {
+                        sent.push(path.clone());
+                    }
                     seen.push((path, size, digest));
                 }
                 ReadMsg::Manifest(m) => return Ok(Some(m)),
@@ -485,6 +543,34 @@ fn check_declared(cur: &Outgoing) -> Result<()> {
         Ok(_) => Ok(()),
         Err(p) => Err(Error::invalid(format!("entry {}: not a valid file ({p}); refusing to send it", cur.path))),
     }
+}
+
+/// Decide, from the entry's first bytes, whether and where it is sent, and open the sends.
+async fn begin(
+    cur: &mut Outgoing,
+    targets: Option<&mut Targets<'_>>,
+    client: Option<&Arc<ClusterClient>>,
+    inflight: &mut JoinSet<Result<()>>,
+    opts: &ImportOptions,
+    events: &Events,
+) -> Result<()> {
+    check_declared(cur)?;
+    let junk_dataframe =
+        cur.path.kind() == crate::layout::EntryKind::Dataframe && !crate::format::is_dataframe(&cur.prefix);
+    let schema_sent = cur.path == EntryPath::Schema && opts.schema.is_some();
+    if junk_dataframe || schema_sent {
+        if junk_dataframe {
+            events.event(Event::Warning(format!(
+                "{}: not an Arrow or Parquet file ({:?}); upstream saves this when dataframes are disabled; not restored",
+                cur.path,
+                String::from_utf8_lossy(&cur.prefix[..cur.prefix.len().min(40)])
+            )));
+        }
+        cur.started = true;
+        cur.skip = true;
+        return Ok(());
+    }
+    start(cur, targets, client, inflight).await
 }
 
 /// Open one streaming POST per owner of the entry.

@@ -78,13 +78,15 @@ fn run_inner(cli: &Cli, reporter: &Arc<Reporter>) -> Result<ImportSummary> {
         dry_run: cli.dry_run,
         no_manifest: cli.no_manifest,
         manifest: cli.manifest.as_deref().map(read_manifest_file).transpose()?,
+        schema: None,
     };
     let input: Box<dyn Read + Send> = match &cli.source {
         Some(p) if p.as_os_str() != "-" => {
             // A file can be read twice: check every header and find the manifest first.
             let found = prescan(std::io::BufReader::with_capacity(1 << 20, open(p)?))
                 .map_err(|e| e.context(format!("{} (nothing was sent)", p.display())))?;
-            match (&opts.manifest, found) {
+            opts.schema = found.schema;
+            match (&opts.manifest, found.manifest) {
                 (None, Some(m)) => opts.manifest = Some(m),
                 (None, None) if !cli.no_manifest => {
                     return Err(Error::truncated(format!(

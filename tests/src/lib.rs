@@ -9,24 +9,22 @@ use std::sync::OnceLock;
 pub use fb_devcluster::{spawn, ClusterConfig, RunningCluster};
 
 /// The directory holding fb-export, fb-import, fb-manifest, fb-verify, fb-devcluster.
-/// They are built by `cargo test --workspace`; when this crate's tests run alone, they are
-/// built here once.
+/// `cargo test` builds bin targets only as test harnesses and never rebuilds another
+/// package's binaries, so they are built here, once per test run (a no-op when up to date):
+/// a test never runs a stale tool.
 pub fn bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let exe = std::env::current_exe().expect("test executable path");
         let dir = exe.parent().and_then(Path::parent).expect("target profile directory").to_path_buf();
-        let tools = ["fb-export", "fb-import", "fb-manifest", "fb-verify", "fb-devcluster"];
-        if tools.iter().any(|t| !dir.join(t).exists()) {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            // `cargo test` builds bin targets as test harnesses only; build the real ones.
-            let status = Command::new(cargo)
-                .args(["build", "--workspace", "--bins"])
-                .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-                .status()
-                .expect("running cargo build for the tool binaries");
-            assert!(status.success(), "cargo build --workspace --bins failed");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "--workspace", "--bins"]).current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+        if dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
         }
+        let status = build.status().expect("running cargo build for the tool binaries");
+        assert!(status.success(), "cargo build --workspace --bins failed");
         dir
     })
 }
@@ -131,5 +129,90 @@ impl Rng {
     /// A value below `n`.
     pub fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n.max(1)
+    }
+}
+
+/// A tool running in the background (for faults and signals sent while it runs); threads
+/// collect its stdout and stderr so that it never blocks on a full pipe.
+pub struct Background {
+    child: std::process::Child,
+    stdout: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Background {
+    /// Start `tool` with `args` and extra environment variables; stdin is empty.
+    pub fn start(tool: &str, args: &[&str], envs: &[(&str, &str)]) -> Background {
+        let mut cmd = Command::new(bin(tool));
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env_remove("FBKIT_AUTH_TOKEN");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("starting {tool}: {e}"));
+        let stdout = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
+        let pipes: [(Box<dyn std::io::Read + Send>, _); 2] = [
+            (Box::new(child.stdout.take().expect("stdout")), stdout.clone()),
+            (Box::new(child.stderr.take().expect("stderr")), stderr.clone()),
+        ];
+        for (mut pipe, sink) in pipes {
+            readers.push(std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    sink.lock().expect("lock").extend_from_slice(&buf[..n]);
+                }
+            }));
+        }
+        Background { child, stdout, stderr, readers }
+    }
+
+    /// Process id (to send it signals).
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Stderr so far.
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().expect("lock")).into_owned()
+    }
+
+    /// Wait for the exit (killing it and failing the test after `limit`); returns exit code
+    /// (-1 for a signal), stdout and stderr.
+    pub fn finish(mut self, limit: std::time::Duration) -> (i32, Vec<u8>, String) {
+        let deadline = std::time::Instant::now() + limit;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                break s;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("still running after {limit:?}; stderr:\n{}", self.stderr_text());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        let out = std::mem::take(&mut *self.stdout.lock().expect("lock"));
+        (status.code().unwrap_or(-1), out, self.stderr_text())
+    }
+}
+
+/// Poll `cond` every 20 ms until it holds; fail the test naming `what` after `limit`.
+pub fn wait_until(limit: std::time::Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }

@@ -45,6 +45,13 @@ pub fn declared_len(kind: EntryKind, prefix: &[u8]) -> Result<Option<u64>, Forma
     }
 }
 
+/// Whether a dataframe file starts like one: an Arrow IPC file (`ARROW1`) or Parquet
+/// (`PAR1`). Upstream's backup saves the 22-byte text "Dataframe is disabled" as a dataframe
+/// when the feature is off; that is not data and must never be saved or restored as such.
+pub fn is_dataframe(prefix: &[u8]) -> bool {
+    prefix.starts_with(b"ARROW1") || prefix.starts_with(b"PAR1")
+}
+
 /// A streaming structural check: feed the file's bytes in order, then ask for the verdict.
 /// Memory stays bounded whatever the file size.
 pub trait Checker: Send {

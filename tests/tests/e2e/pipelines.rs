@@ -392,3 +392,54 @@ fn dry_run_sends_nothing() {
     let v: serde_json::Value = serde_json::from_slice(&schema.stdout).unwrap();
     assert!(v["indexes"].as_array().map(|a| a.is_empty()).unwrap_or(true), "cluster stays empty: {v}");
 }
+
+#[test]
+fn import_accepts_a_tarred_backup_directory_in_any_order() {
+    if !have("tar") {
+        eprintln!("skipped: needs tar");
+        return;
+    }
+    let src = demo(2, 1);
+    let a = export(&src.urls()[0], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.tar"), &a).unwrap();
+    // An upstream-style directory: no manifest, and the junk upstream writes for a dataframe
+    // when the feature is off. `tar --sort=name` puts schema after idalloc and indexes/.
+    let out = sh(
+        "mkdir d && tar -xf a.tar -C d && rm d/MANIFEST.json && \
+         printf 'Dataframe is disabled\\n' > d/indexes/events/dataframe/0001 && \
+         tar --sort=name -C d -cf dir.tar . && tar -tf dir.tar > list && head -3 list",
+        dir.path(),
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!String::from_utf8_lossy(&out.stdout).starts_with("./schema"), "schema is not first");
+    let dst = empty(3, 2);
+    let url = dst.urls()[0].clone();
+    let out = sh(&format!("fb-import --host {url} -q --no-manifest < dir.tar"), dir.path());
+    assert_eq!(code(&out), 65, "from a pipe the schema must come first: {}", stderr(&out));
+    assert!(stderr(&out).contains("-s FILE"), "says how to do it: {}", stderr(&out));
+    let out = sh(&format!("fb-import --host {url} -s dir.tar"), dir.path());
+    assert_eq!(code(&out), 66, "no manifest without --no-manifest: {}", stderr(&out));
+    assert!(stderr(&out).contains("nothing was sent"), "{}", stderr(&out));
+    let out = sh(&format!("fb-import --host {url} -s dir.tar --no-manifest"), dir.path());
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains("Dataframe is disabled"), "the junk dataframe is named: {}", stderr(&out));
+    let b = export(&url, &[]);
+    same_entries(&a, &b);
+}
+
+#[test]
+fn disabled_dataframes_are_recorded_as_absent() {
+    let c = spawn(ClusterConfig {
+        nodes: 2,
+        replicas: 1,
+        demo: true,
+        dataframes: fb_devcluster::Dataframes::Disabled,
+        ..ClusterConfig::default()
+    })
+    .unwrap();
+    let a = export(&c.urls()[0], &[]);
+    let m = manifest_of(&a);
+    assert!(m.entries.iter().all(|e| e.kind != "dataframe"), "no dataframe entries");
+    assert_eq!(m.source.get("dataframes").and_then(|v| v.as_str()), Some("disabled"));
+}
