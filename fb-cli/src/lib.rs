@@ -142,6 +142,7 @@ pub struct Reporter {
     quiet: bool,
     bytes: AtomicU64,
     files: AtomicU64,
+    planned: AtomicU64,
     started: Instant,
     last_draw: Mutex<Option<Instant>>,
     drawn: Mutex<bool>,
@@ -162,6 +163,7 @@ impl Reporter {
             quiet: args.quiet,
             bytes: AtomicU64::new(0),
             files: AtomicU64::new(0),
+            planned: AtomicU64::new(0),
             started: Instant::now(),
             last_draw: Mutex::new(None),
             drawn: Mutex::new(false),
@@ -171,6 +173,11 @@ impl Reporter {
     /// As a shared event sink.
     pub fn events(self: &Arc<Self>) -> Events {
         self.clone()
+    }
+
+    /// Files reported done so far (sent, for an import).
+    pub fn files_done(&self) -> u64 {
+        self.files.load(Ordering::Relaxed)
     }
 
     /// Print a line on stderr (clearing a progress line first).
@@ -207,11 +214,18 @@ impl Reporter {
         }
         let bytes = self.bytes.load(Ordering::Relaxed);
         let secs = self.started.elapsed().as_secs_f64().max(1e-6);
+        let rate = bytes as f64 / secs;
+        let planned = self.planned.load(Ordering::Relaxed);
+        let eta = if planned > bytes && rate > 0.0 {
+            format!(", about {:.0} s left", (planned - bytes) as f64 / rate)
+        } else {
+            String::new()
+        };
         let text = format!(
-            "{} files, {}, {}/s",
+            "{} files, {}, {}/s{eta}",
             self.files.load(Ordering::Relaxed),
             human_bytes(bytes),
-            human_bytes((bytes as f64 / secs) as u64)
+            human_bytes(rate as u64)
         );
         let mut drawn = self.drawn.lock().expect("lock");
         let mut err = std::io::stderr().lock();
@@ -233,6 +247,9 @@ impl EventSink for Reporter {
             }
             Event::FileDone { .. } => {
                 self.files.fetch_add(1, Ordering::Relaxed);
+            }
+            Event::Started { planned_bytes: Some(n), .. } => {
+                self.planned.store(*n, Ordering::Relaxed);
             }
             _ => {}
         }

@@ -82,6 +82,9 @@ pub struct Plan {
     pub entries: Vec<PlannedEntry>,
     /// The manifest's `source` object.
     pub source: Map<String, Value>,
+    /// Bytes the cluster reports on disk divided by the replica count: an estimate of the
+    /// archive size for progress (never used for correctness).
+    pub estimated_bytes: Option<u64>,
 }
 
 /// Read status, schema, shard lists and owners, and lay out the archive: schema; per index
@@ -220,7 +223,28 @@ pub async fn plan(client: &ClusterClient, opts: &ExportOptions) -> Result<Plan> 
     if let Some(epoch) = opts.source_date_epoch {
         source.insert("source_date_epoch".into(), epoch.into());
     }
-    Ok(Plan { status, schema_bytes: schema.backup_bytes(), entries, source })
+    let estimated_bytes = estimate_bytes(client, &status.nodes, replicas).await;
+    Ok(Plan { status, schema_bytes: schema.backup_bytes(), entries, source, estimated_bytes })
+}
+
+/// Sum of `/internal/disk-usage` over the nodes, divided by the replica count; `None` when a
+/// node does not answer (progress then shows no ETA).
+async fn estimate_bytes(client: &ClusterClient, nodes: &[Node], replicas: usize) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Usage {
+        usage: u64,
+    }
+    let mut total = 0u64;
+    for node in nodes {
+        match client.get(&node.uri, "/internal/disk-usage", "application/json").await {
+            Ok(Fetched::Found(resp)) => {
+                let body = resp.bytes().await.ok()?;
+                total += serde_json::from_slice::<Usage>(&body).ok()?.usage;
+            }
+            _ => return None,
+        }
+    }
+    Some(total / replicas.max(1) as u64)
 }
 
 /// A message from a fetch task to the writer, for one entry.
@@ -260,7 +284,9 @@ pub async fn export<W: Write + Send + 'static>(
 ) -> Result<(W, ExportSummary)> {
     let started = Instant::now();
     let plan = plan(&client, opts).await?;
-    client.events().event(Event::Started { files: plan.entries.len() as u64 + 1, planned_bytes: None });
+    // Optional entries (key partitions, dataframes) may not exist: count only certain files.
+    let certain = plan.entries.iter().filter(|e| !e.optional).count() as u64 + 1;
+    client.events().event(Event::Started { files: certain, planned_bytes: plan.estimated_bytes });
     let mtime = opts.mtime;
     let (order_tx, order_rx) =
         mpsc::channel::<(PlannedEntry, mpsc::Receiver<Piece>)>(client.options().concurrency.max(1) + 1);

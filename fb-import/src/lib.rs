@@ -110,9 +110,16 @@ fn run_inner(cli: &Cli, reporter: &Arc<Reporter>) -> Result<ImportSummary> {
     let result = rt.block_on(async {
         tokio::select! {
             r = import(client, input, &opts, events) => r,
-            _ = fb_cli::interrupted() => Err(Error::interrupted(
-                "interrupted; the target cluster may hold an incomplete restore (see the files reported above with -v)",
-            )),
+            _ = fb_cli::interrupted() => {
+                let sent = reporter.files_done();
+                Err(Error::interrupted(if sent == 0 {
+                    "interrupted before any entry was complete; entries being sent were aborted".to_string()
+                } else {
+                    format!(
+                        "interrupted after {sent} entries were sent: THE TARGET CLUSTER NOW HOLDS AN INCOMPLETE RESTORE (-v lists them)"
+                    )
+                }))
+            }
         }
     });
     rt.shutdown_background();
