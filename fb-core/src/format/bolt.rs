@@ -18,7 +18,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
-use super::{Checker, FormatProblem};
+use super::{le16, le32, le64, problem, Checker, FormatProblem};
 
 /// A bucket's key/values, in key order when read.
 pub type KeyValues = Vec<(Vec<u8>, Vec<u8>)>;
@@ -44,24 +44,6 @@ const META_END: usize = META_SUM_END + 8;
 /// Nesting deeper than this is not a real bbolt tree (bbolt trees are balanced and shallow);
 /// the limit keeps hostile input from recursing without bound.
 const MAX_DEPTH: usize = 64;
-
-fn problem(offset: u64, message: impl Into<String>) -> FormatProblem {
-    FormatProblem { offset, message: message.into() }
-}
-
-fn le16(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
-
-fn le32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn le64(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
-}
 
 /// FNV-1a 64, the hash bbolt uses for meta checksums.
 fn fnv1a64(data: &[u8]) -> u64 {

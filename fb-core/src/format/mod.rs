@@ -15,6 +15,34 @@ pub mod translate;
 
 use crate::layout::EntryKind;
 
+/// A problem at `offset`.
+fn problem(offset: u64, message: impl Into<String>) -> FormatProblem {
+    FormatProblem { offset, message: message.into() }
+}
+
+// Fixed-width integer readers. Callers check bounds first; RBF mixes both byte orders.
+fn le16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+fn le32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn le64(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
 /// A structural problem found in a file, with the byte offset where it was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FormatProblem {

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 use super::bolt::{PageBits, MAX_TRACKED_PAGES};
-use super::{Checker, FormatProblem};
+use super::{be16, be32, le16, le32, le64, problem, Checker, FormatProblem};
 
 /// RBF page size.
 pub const PAGE_SIZE: u64 = 8192;
@@ -45,32 +45,6 @@ const ARRAY_MAX: usize = 4000;
 const BRANCH_MAX: usize = 256;
 /// Tree depth beyond this is not a real RBF tree (they are balanced and shallow).
 const MAX_DEPTH: usize = 32;
-
-fn problem(offset: u64, message: impl Into<String>) -> FormatProblem {
-    FormatProblem { offset, message: message.into() }
-}
-
-fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
-fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn le16(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
-
-fn le32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn le64(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
-}
 
 fn align8(n: usize) -> usize {
     n.div_ceil(8) * 8
