@@ -367,3 +367,23 @@ mod tests {
         assert!(parse_duration("-1s").is_err());
     }
 }
+
+/// A documented example pipeline: listed by `--help`, rendered into the man page's EXAMPLES,
+/// and run against fb-devcluster by the test suite, so documentation cannot drift.
+#[derive(Debug, Clone, Copy)]
+pub struct Example {
+    /// What it does, one line.
+    pub about: &'static str,
+    /// The shell command, exactly as a user types it.
+    pub command: &'static str,
+}
+
+/// The `--help` epilogue: the examples, then the exit codes in one line.
+pub fn help_epilogue(examples: &[Example], exit_status: &str) -> String {
+    let mut s = String::from("Examples:\n");
+    for e in examples {
+        s.push_str(&format!("  # {}\n  {}\n", e.about, e.command));
+    }
+    s.push_str(&format!("\nExit status: {exit_status}"));
+    s
+}

@@ -6,11 +6,41 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use fb_cli::{ClusterArgs, ReportArgs, Reporter};
+use fb_cli::{ClusterArgs, Example, ReportArgs, Reporter};
 use fb_core::client::ClusterClient;
 use fb_core::export::{export, ExportOptions};
 use fb_core::output::AtomicFile;
 use fb_core::{Error, Result};
+
+/// The documented examples (help, man page, and the docs test run them).
+pub const EXAMPLES: &[Example] = &[
+    Example {
+        about: "Nightly backup to a remote host, compressed",
+        command: r#"fb-export --host db1:10101 | zstd | ssh vault 'cat > fb-$(date +%F).tar.zst'"#,
+    },
+    Example {
+        about: "Over TLS, token kept out of argv, to a file written atomically",
+        command: r#"fb-export --host https://db1:10101 --auth-token-file tok --tls.ca-certificate ca.crt -o fb.tar"#,
+    },
+    Example {
+        about: "Two indexes, four files at a time, and the manifest kept apart",
+        command: r#"fb-export --host db1:10101 --concurrency 4 --index users --index events -o part.tar && fb-manifest part.tar > part.manifest.json"#,
+    },
+];
+
+/// Exit codes this tool uses, for the `--help` epilogue (the man page has the full table).
+pub const EXIT_STATUS: &str = "0 success, 2 usage, 69 cluster or replica unreachable, 73 cannot create output, 74 I/O error or closed output, 76 unexpected answer, 77 auth refused, 78 bad TLS material, 130 interrupted.";
+
+/// The clap command with its examples.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command().after_help(fb_cli::help_epilogue(EXAMPLES, EXIT_STATUS))
+}
+
+/// Parse the process arguments.
+pub fn parse() -> Cli {
+    let matches = command().get_matches();
+    <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
 
 /// Back up a whole FeatureBase cluster, reached through any one node, as one tar stream.
 #[derive(Parser, Debug)]
@@ -23,11 +53,7 @@ stream: the layout of `featurebase backup`, with MANIFEST.json (sizes and SHA-25
 entry. A failed export never writes the manifest, so a cut or failed stream can never pass for a backup.\n\n\
 Files stream from the cluster to the output without being held in memory or spilled to disk: every file's \
 length is known from its first bytes (RBF and bbolt headers) or from Content-Length. A file that declares \
-neither is refused (exit 76) rather than buffered.",
-    after_help = "Examples:\n  fb-export --host db1:10101 | zstd | ssh vault 'cat > fb-$(date +%F).tar.zst'\n  \
-fb-export --host https://db1:10101 --auth-token-file tok --tls.ca-certificate ca.crt -o fb.tar\n\n\
-Exit status: 0 success, 2 usage, 69 cluster or replica unreachable, 73 cannot create output, 74 I/O error \
-or closed output, 76 unexpected answer, 77 auth refused, 78 bad TLS material, 130 interrupted."
+neither is refused (exit 76) rather than buffered."
 )]
 pub struct Cli {
     #[command(flatten)]

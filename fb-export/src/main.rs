@@ -1,5 +1,3 @@
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
-    fb_export::run(fb_export::Cli::parse())
+    fb_export::run(fb_export::parse())
 }

@@ -6,11 +6,41 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use fb_cli::{ClusterArgs, ReportArgs, Reporter};
+use fb_cli::{ClusterArgs, Example, ReportArgs, Reporter};
 use fb_core::client::ClusterClient;
 use fb_core::import::{import, prescan, ImportOptions, ImportSummary};
 use fb_core::verify::read_manifest_file;
 use fb_core::{Error, ErrorKind, Result};
+
+/// The documented examples (help, man page, and the docs test run them).
+pub const EXAMPLES: &[Example] = &[
+    Example {
+        about: "Restore a remote backup into a new, bigger cluster",
+        command: r#"ssh vault 'cat fb.tar.zst' | zstd -d | fb-import --host newdb:10101 --concurrency 8"#,
+    },
+    Example {
+        about: "Restore from a file over TLS: every entry is checked before it is committed",
+        command: r#"fb-import --host https://newdb:10101 --auth-token-file tok --tls.ca-certificate ca.crt -s fb.tar"#,
+    },
+    Example {
+        about: "Check a gzip backup end to end without a cluster",
+        command: r#"fb-import --dry-run < fb.tar.gz"#,
+    },
+];
+
+/// Exit codes this tool uses, for the `--help` epilogue (the man page has the full table).
+pub const EXIT_STATUS: &str = "0 restored, 1 an entry does not match the manifest, 2 usage, 65 not a valid backup, 66 input ended early or no manifest, 69 cluster unreachable, 74 I/O error, 76 unexpected answer, 77 auth refused, 78 target not empty or bad TLS material, 130 interrupted.";
+
+/// The clap command with its examples.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command().after_help(fb_cli::help_epilogue(EXAMPLES, EXIT_STATUS))
+}
+
+/// Parse the process arguments.
+pub fn parse() -> Cli {
+    let matches = command().get_matches();
+    <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
 
 /// Restore a backup into an empty FeatureBase cluster of any size.
 #[derive(Parser, Debug)]
@@ -25,12 +55,7 @@ MANIFEST.json: give --no-manifest to accept that sizes and checksums cannot be c
 Every entry's size and SHA-256 are checked against the manifest. With -s FILE or --manifest FILE the manifest \
 is known before anything is sent and a wrong entry is never committed; from a pipe the manifest comes last, so \
 a damaged or cut stream is found after data was sent, and the error says the target holds an incomplete \
-restore. Requests that carry data are never retried.",
-    after_help = "Examples:\n  ssh vault 'cat fb.tar.zst' | fb-import --host newdb:10101 --concurrency 8\n  \
-fb-import --host https://newdb:10101 --auth-token-file tok -s fb.tar\n  fb-import --dry-run < fb.tar.gz\n\n\
-Exit status: 0 restored, 1 an entry does not match the manifest, 2 usage, 65 not a valid backup, 66 input \
-ended early or no manifest, 69 cluster unreachable, 74 I/O error, 76 unexpected answer, 77 auth refused, \
-78 target cluster not empty or bad TLS material, 130 interrupted."
+restore. Requests that carry data are never retried."
 )]
 pub struct Cli {
     #[command(flatten)]

@@ -1,5 +1,3 @@
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
-    fb_import::run(fb_import::Cli::parse())
+    fb_import::run(fb_import::parse())
 }

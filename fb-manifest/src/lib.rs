@@ -7,13 +7,38 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, FromArgMatches, Parser, Subcommand, ValueEnum};
-use fb_cli::{ClusterArgs, ReportArgs, Reporter};
+use fb_cli::{ClusterArgs, Example, ReportArgs, Reporter};
 use fb_core::client::ClusterClient;
 use fb_core::export::{export, ExportOptions};
 use fb_core::manifest::{diff, Manifest};
 use fb_core::verify::{manifest_of_scan, scan_dir, scan_stream};
 use fb_core::{Error, ErrorKind, Result};
 use serde_json::{Map, Value};
+
+/// The documented examples (help, man page, and the docs test run them).
+pub const EXAMPLES: &[Example] = &[
+    Example {
+        about: "Store the manifest apart from the archive",
+        command: r#"fb-manifest < fb.tar > fb.manifest.json"#,
+    },
+    Example {
+        about: "Manifest of a live cluster (everything fetched and hashed, nothing stored)",
+        command: r#"fb-manifest --host db1:10101 > live.json"#,
+    },
+    Example {
+        about: "Checksums for an extracted backup",
+        command: r#"fb-manifest --format sha256sum extracted/ | (cd extracted && sha256sum -c)"#,
+    },
+    Example { about: "Compare two backups", command: r#"fb-manifest diff monday.tar tuesday.tar"# },
+];
+
+/// Exit codes this tool uses, for the `--help` epilogue (the man page has the full table).
+pub const EXIT_STATUS: &str = "0 success or identical, 1 content disagrees with its manifest or the sides differ, 2 usage, 65 not a valid backup, 66 input ended early, 69 cluster unreachable, 74 I/O error, 77 auth refused.";
+
+/// The clap command with its examples.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command().after_help(fb_cli::help_epilogue(EXAMPLES, EXIT_STATUS))
+}
 
 /// Emit the manifest of a backup or a live cluster, or compare two.
 #[derive(Parser, Debug)]
@@ -28,10 +53,6 @@ manifest is computed from the content and the command fails (exit 1) where the t
 `fb-manifest diff A B` compares two sides by entry path, size and SHA-256; each side is a stream file, a \
 directory, a manifest JSON file, - for stdin, or an http(s):// URL of a live cluster (the cluster flags \
 apply). The source descriptions are shown but are not a difference.",
-    after_help = "Examples:\n  fb-manifest < fb.tar > fb.manifest.json\n  fb-manifest --host db1:10101 > live.json\n  \
-fb-manifest --format sha256sum extracted/ | (cd extracted && sha256sum -c)\n  fb-manifest diff monday.tar tuesday.tar\n\n\
-Exit status: 0 success or identical, 1 content disagrees with its manifest or the sides differ, 2 usage, \
-65 not a valid backup, 66 input ended early, 69 cluster unreachable, 74 I/O error, 77 auth refused.",
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
@@ -95,7 +116,7 @@ pub enum Format {
 
 /// Parse the command line, noting whether `--host` was given (it turns on the live mode).
 pub fn parse() -> Cli {
-    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let matches = command().get_matches();
     let host_given = matches.value_source("host") == Some(clap::parser::ValueSource::CommandLine);
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     cli.print.live |= host_given;

@@ -5,9 +5,36 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use fb_cli::{ReportArgs, Reporter};
+use fb_cli::{Example, ReportArgs, Reporter};
 use fb_core::verify::{read_manifest_file, scan_source, verify, EntryStatus};
 use fb_core::Error;
+
+/// The documented examples (help, man page, and the docs test run them).
+pub const EXAMPLES: &[Example] = &[
+    Example { about: "Verify a backup file", command: r#"fb-verify backup.tar"# },
+    Example {
+        about: "From cron: verify last night's backup on the remote host and alert on failure",
+        command: r#"ssh vault 'cat fb.tar.zst' | zstd -d | fb-verify -q || echo 'backup BAD' | mail -s fbkit ops"#,
+    },
+    Example {
+        about: "Deep check against a manifest stored apart",
+        command: r#"zstd -dc fb.tar.zst | fb-verify --manifest fb.manifest.json --deep"#,
+    },
+];
+
+/// Exit codes this tool uses, for the `--help` epilogue (the man page has the full table).
+pub const EXIT_STATUS: &str = "0 verified, 1 verification failed, 2 usage, 65 not a valid backup (malformed tar, bad manifest, unsafe path), 66 input ended early (truncated, no manifest), 74 I/O error.";
+
+/// The clap command with its examples.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command().after_help(fb_cli::help_epilogue(EXAMPLES, EXIT_STATUS))
+}
+
+/// Parse the process arguments.
+pub fn parse() -> Cli {
+    let matches = command().get_matches();
+    <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
 
 /// Check a backup without restoring it.
 #[derive(Parser, Debug)]
@@ -19,11 +46,7 @@ use fb_core::Error;
 compare them with the manifest (the stream's own MANIFEST.json, or one stored apart with --manifest). Reports \
 missing, extra, changed and truncated entries by path. With --deep, also checks each file's inner format \
 (RBF meta page and page count, bbolt meta pages and checksums, schema JSON and the indexes and fields the \
-files name). Exit 0 only when every check passed.",
-    after_help = "Examples:\n  fb-verify backup.tar\n  zstd -dc fb.tar.zst | fb-verify --manifest fb.manifest.json --deep\n  \
-ssh vault 'cat fb.tar.zst' | zstd -d | fb-verify --json > report.json\n\n\
-Exit status: 0 verified, 1 verification failed, 2 usage, 65 not a valid backup (malformed tar, bad manifest, \
-unsafe path), 66 input ended early (truncated, no manifest), 74 I/O error."
+files name). Exit 0 only when every check passed."
 )]
 pub struct Cli {
     /// Backup to check: a tar stream (plain, zstd or gzip), an extracted directory, or - for stdin

@@ -1,5 +1,3 @@
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
-    fb_verify::run(fb_verify::Cli::parse())
+    fb_verify::run(fb_verify::parse())
 }

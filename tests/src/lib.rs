@@ -216,3 +216,62 @@ pub fn wait_until(limit: std::time::Duration, what: &str, mut cond: impl FnMut()
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// Certificates made at test time: a CA, a server certificate for 127.0.0.1/localhost signed
+/// by it, and a client certificate (files `ca.pem`, `cert.pem`, `key.pem`, `client.pem`,
+/// `client-key.pem` in a temporary directory).
+pub struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    /// Make a fresh set.
+    pub fn new() -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ca_key = KeyPair::generate().expect("key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).expect("CA");
+        let server_key = KeyPair::generate().expect("key");
+        let mut sp = CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+        sp.subject_alt_names.push(SanType::IpAddress("127.0.0.1".parse().expect("ip")));
+        let server = sp.signed_by(&server_key, &ca, &ca_key).expect("server cert");
+        let client_key = KeyPair::generate().expect("key");
+        let client = CertificateParams::new(vec!["client".to_string()])
+            .expect("params")
+            .signed_by(&client_key, &ca, &ca_key)
+            .expect("client cert");
+        let files = [
+            ("ca.pem", ca.pem()),
+            ("cert.pem", server.pem()),
+            ("key.pem", server_key.serialize_pem()),
+            ("client.pem", client.pem()),
+            ("client-key.pem", client_key.serialize_pem()),
+        ];
+        for (name, pem) in files {
+            std::fs::write(dir.path().join(name), pem).expect("write pem");
+        }
+        Pki { dir }
+    }
+
+    /// Path of one of the files.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Server TLS files for fb-devcluster (client certificates required when `mtls`).
+    pub fn server(&self, mtls: bool) -> fb_devcluster::TlsFiles {
+        fb_devcluster::TlsFiles {
+            cert: self.path("cert.pem"),
+            key: self.path("key.pem"),
+            client_ca: mtls.then(|| self.path("ca.pem")),
+        }
+    }
+}
+
+impl Default for Pki {
+    fn default() -> Self {
+        Pki::new()
+    }
+}

@@ -57,3 +57,83 @@ fn completions_load_in_bash() {
         assert!(String::from_utf8_lossy(&out.stdout).contains(tool));
     }
 }
+
+/// Every example of every tool's `--help` and man page, each in a fresh working directory
+/// holding the files the examples name, against devclusters standing in for `db1` (with TLS
+/// and a token for `https://db1`) and fresh empty ones for `newdb`.
+#[test]
+fn documented_examples_run_against_devclusters() {
+    for tool in ["zstd", "tar", "gzip", "sha256sum"] {
+        if !have(tool) {
+            eprintln!("skipped: the examples need {tool}");
+            return;
+        }
+    }
+    const TOKEN: &str = "s3cret-token";
+    let pki = Pki::new();
+    let db1 = demo(3, 2);
+    let db1_tls = spawn(ClusterConfig {
+        nodes: 2,
+        demo: true,
+        tls: Some(pki.server(false)),
+        auth_token: Some(TOKEN.into()),
+        ..ClusterConfig::default()
+    })
+    .expect("tls cluster");
+    let template = tempfile::tempdir().unwrap();
+    let db1_host = db1.urls()[0].trim_start_matches("http://").to_string();
+    let setup = format!(
+        "set -e; mkdir vault extracted
+         fb-export --host {db1_host} -q -o fb.tar
+         cp fb.tar backup.tar; cp fb.tar monday.tar; cp fb.tar tuesday.tar
+         zstd -q fb.tar -o fb.tar.zst; cp fb.tar.zst vault/; gzip -c fb.tar > fb.tar.gz
+         fb-manifest fb.tar > fb.manifest.json
+         tar -xf fb.tar -C extracted && rm extracted/MANIFEST.json
+         printf '%s\\n' {TOKEN} > tok; cp {ca} ca.crt",
+        ca = pki.path("ca.pem").display()
+    );
+    let out = sh(&setup, template.path());
+    assert_eq!(code(&out), 0, "setup: {}", stderr(&out));
+    let lists: [(&str, &[fb_cli::Example]); 4] = [
+        ("fb-export", fb_export::EXAMPLES),
+        ("fb-import", fb_import::EXAMPLES),
+        ("fb-manifest", fb_manifest::EXAMPLES),
+        ("fb-verify", fb_verify::EXAMPLES),
+    ];
+    let mut ran = 0;
+    for (tool, examples) in lists {
+        for e in examples {
+            let newdb = empty(2, 1);
+            let newdb_tls = spawn(ClusterConfig {
+                nodes: 2,
+                tls: Some(pki.server(false)),
+                auth_token: Some(TOKEN.into()),
+                ..ClusterConfig::default()
+            })
+            .expect("tls target");
+            let work = tempfile::tempdir().unwrap();
+            let out = sh(&format!("cp -r {}/. .", template.path().display()), work.path());
+            assert_eq!(code(&out), 0);
+            let command = e
+                .command
+                .replace("https://db1:10101", &db1_tls.urls()[0])
+                .replace("https://newdb:10101", &newdb_tls.urls()[0])
+                .replace("db1:10101", &db1_host)
+                .replace("newdb:10101", newdb.urls()[0].trim_start_matches("http://"));
+            let script = format!(
+                "ssh() {{ local host=$1; shift; (cd \"$host\" && bash -c \"$*\"); }}\nmail() {{ cat > mail.txt; }}\n{command}"
+            );
+            let out = sh(&script, work.path());
+            assert_eq!(code(&out), 0, "{tool} example {:?} ({command}) failed: {}", e.about, stderr(&out));
+            assert!(!work.path().join("mail.txt").exists(), "{tool}: {:?} raised an alert", e.about);
+            ran += 1;
+        }
+        // --help shows exactly these examples.
+        let help = run(tool, &["--help"], None);
+        let text = String::from_utf8_lossy(&help.stdout);
+        for e in examples {
+            assert!(text.contains(e.about), "{tool} --help lists {:?}", e.about);
+        }
+    }
+    assert!(ran >= 12, "ran {ran} examples");
+}
