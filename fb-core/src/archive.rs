@@ -358,7 +358,15 @@ impl<R: Read> TarReader<R> {
             }
             let place = self.where_();
             let header_err = |why: &str| Error::invalid(format!("tar header at offset {start} {place}: {why}"));
-            let stored = parse_octal(&h[148..156]).ok_or_else(|| header_err("unreadable checksum"))?;
+            // The checksum field itself is summed as spaces, so its terminator must be one
+            // of the forms tar writers use, or a flipped byte there would go unnoticed.
+            let field = &h[148..156];
+            let canonical = (field[..6].iter().all(u8::is_ascii_digit) && &field[6..] == b"\0 ")
+                || (field[..7].iter().all(u8::is_ascii_digit) && (field[7] == 0 || field[7] == b' '));
+            if !canonical {
+                return Err(header_err("malformed checksum field"));
+            }
+            let stored = parse_octal(field).ok_or_else(|| header_err("unreadable checksum"))?;
             let mut sum: u64 = 0;
             for (i, b) in h.iter().enumerate() {
                 sum += if (148..156).contains(&i) { u64::from(b' ') } else { u64::from(*b) };
@@ -781,6 +789,19 @@ mod tests {
         for cut in 0..bytes.len() {
             let e = outcome(&bytes[..cut]).unwrap_err();
             assert!(matches!(e.exit_code(), 65 | 66), "cut {cut}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn every_bit_flip_in_a_header_is_detected() {
+        let bytes = build(&[("schema", b"{}")], true);
+        for i in 0..BLOCK {
+            for bit in 0..8 {
+                let mut b = bytes.clone();
+                b[i] ^= 1 << bit;
+                let e = outcome(&b).expect_err(&format!("flip of bit {bit} at {i}"));
+                assert!(matches!(e.exit_code(), 65 | 66), "flip at {i}: {e:?}");
+            }
         }
     }
 

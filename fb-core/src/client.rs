@@ -370,13 +370,28 @@ impl ClusterClient {
         }
         let resp = match tokio::time::timeout(self.opts.header_timeout, req.send()).await {
             Err(_) => {
+                self.mark_down(node);
                 return Err(AttemptError {
                     error: Error::unavailable(format!(
                         "{url}: no answer within {:?} (--header-timeout)",
                         self.opts.header_timeout
                     )),
                     retryable: false,
-                })
+                });
+            }
+            // reqwest's read timeout (the same --header-timeout) usually fires first: a node
+            // that does not answer in time is not asked again (a hung node would otherwise
+            // cost five timeouts per file) and is tried last from then on, like a refusal.
+            Ok(Err(e)) if e.is_timeout() => {
+                self.mark_down(node);
+                return Err(AttemptError {
+                    error: Error::unavailable(format!(
+                        "{url}: no answer within {:?} (--header-timeout)",
+                        self.opts.header_timeout
+                    ))
+                    .with_source(e),
+                    retryable: false,
+                });
             }
             Ok(Err(e)) => {
                 let refused = e.is_connect();

@@ -300,15 +300,31 @@ pub async fn export<W: Write + Send + 'static>(
 
     let sem = Arc::new(Semaphore::new(client.options().concurrency.max(1)));
     let mut tasks = Vec::new();
+    // Data fetches not yet known to be complete. Key translation and idalloc must be read
+    // after the data they cover has been read completely (the seed's rules 5 and 6), also
+    // with --concurrency > 1: before the first such fetch, wait for every data fetch so far.
+    let mut data_in_flight: Vec<tokio::sync::oneshot::Receiver<()>> = Vec::new();
     for entry in plan.entries {
+        let barrier = entry.path.is_keys() || entry.path == EntryPath::Idalloc;
+        if barrier {
+            for done in data_in_flight.drain(..) {
+                // An error only means the task ended without signalling; it reports its own.
+                let _ = done.await;
+            }
+        }
         let permit = sem.clone().acquire_owned().await.expect("semaphore never closed");
         let (tx, rx) = mpsc::channel(PIECES_PER_FILE);
         let c = client.clone();
         let e = entry.clone();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         tasks.push(tokio::spawn(async move {
             fetch_entry(&c, &e, &tx).await;
             drop(permit);
+            let _ = done_tx.send(());
         }));
+        if !barrier {
+            data_in_flight.push(done_rx);
+        }
         if order_tx.send((entry, rx)).await.is_err() {
             break; // the writer stopped; its error is reported below
         }

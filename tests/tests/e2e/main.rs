@@ -2,4 +2,7 @@
 //! One test binary for the whole suite (keeps builds lean on 2 cores); one module per theme.
 
 mod docs;
+mod faults;
+mod hostile;
 mod pipelines;
+mod security;
