@@ -260,6 +260,11 @@ impl Pki {
         self.dir.path().join(name)
     }
 
+    /// Path of one of the files, as text (for command lines).
+    pub fn path_str(&self, name: &str) -> String {
+        self.path(name).to_string_lossy().into_owned()
+    }
+
     /// Server TLS files for fb-devcluster (client certificates required when `mtls`).
     pub fn server(&self, mtls: bool) -> fb_devcluster::TlsFiles {
         fb_devcluster::TlsFiles {

@@ -9,52 +9,14 @@ use std::time::Duration;
 use fb_devcluster::TlsFiles;
 use fbkit_tests::*;
 
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    fn path(&self, name: &str) -> String {
-        self.dir.path().join(name).to_string_lossy().into_owned()
-    }
-}
-
-/// A CA, a server certificate for 127.0.0.1 signed by it, and a client certificate.
-fn make_pki() -> Pki {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
-    let dir = tempfile::tempdir().unwrap();
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let server_key = KeyPair::generate().unwrap();
-    let mut sp = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    sp.subject_alt_names.push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
-    let server = sp.signed_by(&server_key, &ca, &ca_key).unwrap();
-    let client_key = KeyPair::generate().unwrap();
-    let client =
-        CertificateParams::new(vec!["client".to_string()]).unwrap().signed_by(&client_key, &ca, &ca_key).unwrap();
-    let files = [
-        ("ca.pem", ca.pem()),
-        ("cert.pem", server.pem()),
-        ("key.pem", server_key.serialize_pem()),
-        ("client.pem", client.pem()),
-        ("client-key.pem", client_key.serialize_pem()),
-    ];
-    for (name, pem) in files {
-        std::fs::write(dir.path().join(name), pem).unwrap();
-    }
-    Pki { dir }
-}
-
 fn tls_cluster(pki: &Pki, mtls: bool) -> RunningCluster {
     spawn(ClusterConfig {
         nodes: 2,
         demo: true,
         tls: Some(TlsFiles {
-            cert: pki.dir.path().join("cert.pem"),
-            key: pki.dir.path().join("key.pem"),
-            client_ca: mtls.then(|| pki.dir.path().join("ca.pem")),
+            cert: pki.path("cert.pem"),
+            key: pki.path("key.pem"),
+            client_ca: mtls.then(|| pki.path("ca.pem")),
         }),
         ..Default::default()
     })
@@ -63,7 +25,7 @@ fn tls_cluster(pki: &Pki, mtls: bool) -> RunningCluster {
 
 #[test]
 fn tls_is_verified_by_default_and_works_with_the_ca() {
-    let pki = make_pki();
+    let pki = Pki::new();
     let c = tls_cluster(&pki, false);
     let url = c.urls()[0].clone();
     assert!(url.starts_with("https://"));
@@ -72,27 +34,27 @@ fn tls_is_verified_by_default_and_works_with_the_ca() {
     assert!(out.stdout.is_empty(), "no archive bytes from an unverified server");
     let err = stderr(&out).to_lowercase();
     assert!(err.contains("certificate"), "the message names the certificate problem: {err}");
-    let out = run("fb-export", &["--host", &url, "-q", "--tls.ca-certificate", &pki.path("ca.pem")], None);
+    let out = run("fb-export", &["--host", &url, "-q", "--tls.ca-certificate", &pki.path_str("ca.pem")], None);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let v = run("fb-verify", &["-q", "-"], Some(&out.stdout));
     assert_eq!(code(&v), 0, "{}", stderr(&v));
     // A CA file that is not PEM is bad TLS material (78), named.
-    let out = run("fb-export", &["--host", &url, "-q", "--tls.ca-certificate", &pki.path("key.pem")], None);
+    let out = run("fb-export", &["--host", &url, "-q", "--tls.ca-certificate", &pki.path_str("key.pem")], None);
     assert_eq!(code(&out), 78, "{}", stderr(&out));
 }
 
 #[test]
 fn mtls_needs_the_client_certificate() {
-    let pki = make_pki();
+    let pki = Pki::new();
     let c = tls_cluster(&pki, true);
     let url = c.urls()[0].clone();
-    let ca = pki.path("ca.pem");
+    let ca = pki.path_str("ca.pem");
     let out = run("fb-export", &["--host", &url, "-q", "--tls.ca-certificate", &ca], None);
     assert_ne!(code(&out), 0, "{}", stderr(&out));
     assert!(matches!(code(&out), 69 | 78), "exit {} {}", code(&out), stderr(&out));
     let err = stderr(&out).to_lowercase();
     assert!(err.contains("certificate"), "the message names the missing client certificate: {err}");
-    let (cert, key) = (pki.path("client.pem"), pki.path("client-key.pem"));
+    let (cert, key) = (pki.path_str("client.pem"), pki.path_str("client-key.pem"));
     let args =
         ["--host", url.as_str(), "-q", "--tls.ca-certificate", &ca, "--tls.certificate", &cert, "--tls.key", &key];
     let out = run("fb-export", &args, None);
