@@ -4,5 +4,6 @@
 mod docs;
 mod faults;
 mod hostile;
+mod interop;
 mod pipelines;
 mod security;
