@@ -12,7 +12,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-start_cluster() { # NAME NODES REPLICAS [--demo]
+start_cluster() { # NAME NODES REPLICAS [--demo]; sets $url (no subshell: the pid must be ours)
     local name=$1 nodes=$2 replicas=$3; shift 3
     "$bin/fb-devcluster" --nodes "$nodes" --replicas "$replicas" --port 0 "$@" >"$work/$name.urls" 2>"$work/$name.log" &
     pids+=($!)
@@ -20,12 +20,14 @@ start_cluster() { # NAME NODES REPLICAS [--demo]
         [ "$(wc -l <"$work/$name.urls")" -ge "$nodes" ] && break
         sleep 0.1
     done
-    head -n 1 "$work/$name.urls"
+    url=$(head -n 1 "$work/$name.urls")
 }
 step() { printf '\n$ %s\n' "$*"; }
 
-src=$(start_cluster source 3 2 --demo)
-dst=$(start_cluster target 4 3)
+start_cluster source 3 2 --demo
+src=$url
+start_cluster target 4 3
+dst=$url
 echo "source cluster: 3 nodes, replicas 2, demo data, at $src"
 echo "target cluster: 4 nodes, replicas 3, empty, at $dst"
 cd "$work"

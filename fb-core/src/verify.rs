@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -108,6 +109,10 @@ impl EntryDigest {
 
 /// Scan a backup stream (plain, zstd or gzip). Never fails: a stream that stops early is
 /// recorded in [`Scan::stopped`] with what was read before.
+///
+/// Reading (a copy out of the page cache or a pipe) and hashing take one core each: this
+/// thread reads the next buffer while a second one hashes the previous, so they overlap
+/// instead of adding up. Memory stays [`BUFFERS`] × [`BUF`].
 pub fn scan_stream<R: Read>(input: R, deep: bool, events: &Events) -> Scan {
     let mut scan = Scan::default();
     let (_, reader) = match decompress(input) {
@@ -118,35 +123,144 @@ pub fn scan_stream<R: Read>(input: R, deep: bool, events: &Events) -> Scan {
         }
     };
     let mut reader = BackupReader::new(reader);
-    let mut buf = vec![0u8; BUF];
+    std::thread::scope(|s| {
+        let (work_tx, work_rx) = mpsc::sync_channel::<Work>(BUFFERS);
+        let (back_tx, back_rx) = mpsc::channel::<Back>();
+        if let Err(e) = std::thread::Builder::new()
+            .name("fb-verify-hash".into())
+            .spawn_scoped(s, move || hash_entries(work_rx, back_tx, deep))
+        {
+            scan.stopped = Some(Error::io("starting the hashing thread", e));
+            return;
+        }
+        read_entries(&mut reader, &mut scan, work_tx, back_rx, events);
+    });
+    scan
+}
+
+/// Buffers in flight between the reading and the hashing thread.
+const BUFFERS: usize = 3;
+
+/// From the reading to the hashing thread.
+enum Work {
+    Begin(EntryPath),
+    Data(Vec<u8>, usize),
+    End,
+}
+
+/// From the hashing thread back: a buffer to reuse, or the finished entry (and the schema
+/// bytes when it was the schema).
+enum Back {
+    Buffer(Vec<u8>),
+    Done(ScannedEntry, Option<Vec<u8>>),
+}
+
+fn hash_entries(work: mpsc::Receiver<Work>, back: mpsc::Sender<Back>, deep: bool) {
+    let mut current: Option<EntryDigest> = None;
+    while let Ok(w) = work.recv() {
+        match w {
+            Work::Begin(path) => current = Some(EntryDigest::new(path, deep)),
+            Work::Data(buf, n) => {
+                if let Some(d) = current.as_mut() {
+                    d.update(&buf[..n]);
+                }
+                if back.send(Back::Buffer(buf)).is_err() {
+                    return;
+                }
+            }
+            Work::End => {
+                let Some(d) = current.take() else { return };
+                let mut schema = None;
+                let entry = d.finish(&mut schema);
+                if back.send(Back::Done(entry, schema)).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn read_entries<R: Read>(
+    reader: &mut BackupReader<R>,
+    scan: &mut Scan,
+    work: mpsc::SyncSender<Work>,
+    back: mpsc::Receiver<Back>,
+    events: &Events,
+) {
+    let hasher_gone = || Error::io("hashing", std::io::Error::other("the hashing thread stopped"));
+    let mut spare: Vec<Vec<u8>> = Vec::new();
+    let mut allocated = 0;
     loop {
         match reader.next_item() {
             Err(e) => {
                 scan.stopped = Some(e);
-                return scan;
+                return;
             }
             Ok(BackupItem::Manifest(bytes)) => {
                 scan.embedded_manifest = Some(bytes);
-                return scan;
+                return;
             }
-            Ok(BackupItem::EndWithoutManifest) => return scan,
+            Ok(BackupItem::EndWithoutManifest) => return,
             Ok(BackupItem::Entry { path, size: _ }) => {
-                let mut digest = EntryDigest::new(path, deep);
+                let name = path.to_string();
+                if work.send(Work::Begin(path)).is_err() {
+                    scan.stopped = Some(hasher_gone());
+                    return;
+                }
                 loop {
+                    let mut buf = match spare.pop() {
+                        Some(b) => b,
+                        None if allocated < BUFFERS => {
+                            allocated += 1;
+                            vec![0u8; BUF]
+                        }
+                        None => match back.recv() {
+                            Ok(Back::Buffer(b)) => b,
+                            _ => {
+                                scan.stopped = Some(hasher_gone());
+                                return;
+                            }
+                        },
+                    };
                     match reader.read(&mut buf) {
-                        Ok(0) => break,
+                        Ok(0) => {
+                            spare.push(buf);
+                            break;
+                        }
                         Ok(n) => {
-                            digest.update(&buf[..n]);
+                            if work.send(Work::Data(buf, n)).is_err() {
+                                scan.stopped = Some(hasher_gone());
+                                return;
+                            }
                             events.event(Event::Bytes(n as u64));
                         }
                         Err(e) => {
-                            scan.stopped_in = Some(digest.path.to_string());
+                            scan.stopped_in = Some(name);
                             scan.stopped = Some(e);
-                            return scan;
+                            return;
                         }
                     }
                 }
-                let entry = digest.finish(&mut scan.schema_bytes);
+                if work.send(Work::End).is_err() {
+                    scan.stopped = Some(hasher_gone());
+                    return;
+                }
+                // Buffers come back before the entry they carried is done.
+                let entry = loop {
+                    match back.recv() {
+                        Ok(Back::Buffer(b)) => spare.push(b),
+                        Ok(Back::Done(entry, schema)) => {
+                            if schema.is_some() {
+                                scan.schema_bytes = schema;
+                            }
+                            break entry;
+                        }
+                        Err(_) => {
+                            scan.stopped = Some(hasher_gone());
+                            return;
+                        }
+                    }
+                };
                 events.event(Event::FileDone { path: entry.path.to_string(), size: entry.size });
                 scan.entries.push(entry);
             }

@@ -1,10 +1,14 @@
 //! Project chores: `cargo xtask man` regenerates the man pages and shell completions from the
 //! clap definitions; `cargo xtask man --check` fails when the committed ones differ (CI).
+//! `cargo xtask bench` measures the release binaries against same-run baselines (not part of
+//! the test run).
+
+mod bench;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use clap_complete::Shell;
 
 #[derive(Parser)]
@@ -22,6 +26,9 @@ enum Task {
         #[arg(long)]
         check: bool,
     },
+    /// Build the release binaries, start fb-devcluster with large demo shards, and print
+    /// throughput, memory and no-spill figures against baselines measured in the same run
+    Bench(bench::BenchArgs),
 }
 
 const EXIT_STATUS: &str = r#".SH "EXIT STATUS"
@@ -92,99 +99,33 @@ path, kind, index, field, shard or partition, size and SHA-256; totals per kind;
 it). A stream without it is incomplete. Entries have mode 0644, owner 0/0, and a fixed mtime.
 "#;
 
-fn examples(tool: &str) -> &'static str {
-    match tool {
-        "fb-export" => {
-            r#".SH EXAMPLES
-Nightly backup to a remote host, compressed:
-.PP
-.nf
-  fb-export \-\-host db1:10101 | zstd | ssh vault 'cat > fb\-$(date +%F).tar.zst'
-.fi
-.PP
-Backup over TLS with a token kept out of argv, to a file written atomically:
-.PP
-.nf
-  fb-export \-\-host https://db1:10101 \-\-auth\-token\-file tok \-\-tls.ca\-certificate ca.crt \-o fb.tar
-.fi
-.PP
-Two indexes, four files at a time, manifest kept apart as well:
-.PP
-.nf
-  fb-export \-\-concurrency 4 \-\-index users \-\-index events \-o part.tar && fb-manifest part.tar > part.manifest.json
-.fi
-"#
-        }
-        "fb-import" => {
-            r#".SH EXAMPLES
-Restore from a remote backup into a new (possibly bigger) cluster:
-.PP
-.nf
-  ssh vault 'cat fb\-2026\-11\-24.tar.zst' | zstd \-d | fb-import \-\-host newdb:10101 \-\-concurrency 8
-.fi
-.PP
-Restore from a file (every entry checked before it is committed):
-.PP
-.nf
-  fb-import \-\-host https://newdb:10101 \-\-auth\-token\-file tok \-s fb.tar
-.fi
-.PP
-Check a backup end to end without a cluster:
-.PP
-.nf
-  fb-import \-\-dry\-run < fb.tar.gz
-.fi
-"#
-        }
-        "fb-manifest" => {
-            r#".SH EXAMPLES
-Store the manifest apart from the archive, and check the archive against it later:
-.PP
-.nf
-  fb-manifest < fb.tar > fb.manifest.json
-  fb-verify \-\-manifest fb.manifest.json fb.tar
-.fi
-.PP
-Manifest of a live cluster (nothing stored), and checksums for an extracted backup:
-.PP
-.nf
-  fb-manifest \-\-host db1:10101 > live.json
-  fb-manifest \-\-format sha256sum extracted/ | (cd extracted && sha256sum \-c)
-.fi
-.PP
-Compare two backups:
-.PP
-.nf
-  fb-manifest diff monday.tar tuesday.tar
-.fi
-"#
-        }
-        "fb-verify" => {
-            r#".SH EXAMPLES
-Verify a backup, and from cron, alert on failure:
-.PP
-.nf
-  fb-verify backup.tar
-  0 5 * * * ssh vault 'cat fb.tar.zst' | zstd \-d | fb-verify \-q || mail \-s 'backup BAD' ops
-.fi
-.PP
-Deep check against a manifest stored apart:
-.PP
-.nf
-  zstd \-dc fb.tar.zst | fb-verify \-\-manifest fb.manifest.json \-\-deep
-.fi
-"#
-        }
-        _ => {
-            r#".SH EXAMPLES
-A three-node cluster with two replicas and demo data on ports 10101\-10103:
-.PP
-.nf
-  fb-devcluster \-\-nodes 3 \-\-replicas 2 \-\-port 10101 \-\-demo
-.fi
-"#
-        }
+/// Escape text for roff: backslashes and leading dots, and hyphens as minus signs.
+fn roff(text: &str) -> String {
+    let t = text.replace('\\', "\\e").replace('-', "\\-");
+    if t.starts_with('.') || t.starts_with('\'') {
+        format!("\\&{t}")
+    } else {
+        t
     }
+}
+
+/// The EXAMPLES section, from the tool's documented examples (the ones the tests run).
+fn examples(tool: &str) -> String {
+    let list: &[fb_cli::Example] = match tool {
+        "fb-export" => fb_export::EXAMPLES,
+        "fb-import" => fb_import::EXAMPLES,
+        "fb-manifest" => fb_manifest::EXAMPLES,
+        "fb-verify" => fb_verify::EXAMPLES,
+        _ => &[fb_cli::Example {
+            about: "A three-node cluster with two replicas and demo data on ports 10101-10103",
+            command: "fb-devcluster --nodes 3 --replicas 2 --port 10101 --demo",
+        }],
+    };
+    let mut out = String::from(".SH EXAMPLES\n");
+    for e in list {
+        out.push_str(&format!("{}:\n.PP\n.nf\n  {}\n.fi\n.PP\n", roff(e.about), roff(e.command)));
+    }
+    out
 }
 
 fn see_also(tool: &str) -> String {
@@ -216,10 +157,10 @@ fn man_page(cmd: clap::Command) -> Result<Vec<u8>> {
 
 fn commands() -> Vec<clap::Command> {
     vec![
-        fb_export::Cli::command(),
-        fb_import::Cli::command(),
-        fb_manifest::Cli::command(),
-        fb_verify::Cli::command(),
+        fb_export::command(),
+        fb_import::command(),
+        fb_manifest::command(),
+        fb_verify::command(),
         fb_devcluster::cli_command(),
     ]
 }
@@ -246,8 +187,10 @@ fn generated() -> Result<Vec<(PathBuf, Vec<u8>)>> {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("workspace root")?.join("man");
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("workspace root")?;
+    let root = workspace.join("man");
     match cli.task {
+        Task::Bench(args) => return bench::run(workspace, args),
         Task::Man { check } => {
             let mut stale = Vec::new();
             for (rel, bytes) in generated()? {
