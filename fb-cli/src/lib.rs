@@ -387,3 +387,14 @@ pub fn help_epilogue(examples: &[Example], exit_status: &str) -> String {
     s.push_str(&format!("\nExit status: {exit_status}"));
     s
 }
+
+/// A tool's clap command with its examples and exit codes in the `--help` epilogue.
+pub fn command_for<C: clap::CommandFactory>(examples: &[Example], exit_status: &str) -> clap::Command {
+    C::command().after_help(help_epilogue(examples, exit_status))
+}
+
+/// Parse the process arguments with [`command_for`]'s command (exits on a usage error).
+pub fn parse_for<C: clap::CommandFactory + clap::FromArgMatches>(examples: &[Example], exit_status: &str) -> C {
+    let matches = command_for::<C>(examples, exit_status).get_matches();
+    C::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}

@@ -33,13 +33,12 @@ pub const EXIT_STATUS: &str = "0 restored, 1 an entry does not match the manifes
 
 /// The clap command with its examples.
 pub fn command() -> clap::Command {
-    <Cli as clap::CommandFactory>::command().after_help(fb_cli::help_epilogue(EXAMPLES, EXIT_STATUS))
+    fb_cli::command_for::<Cli>(EXAMPLES, EXIT_STATUS)
 }
 
 /// Parse the process arguments.
 pub fn parse() -> Cli {
-    let matches = command().get_matches();
-    <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    fb_cli::parse_for(EXAMPLES, EXIT_STATUS)
 }
 
 /// Restore a backup into an empty FeatureBase cluster of any size.

@@ -37,7 +37,7 @@ pub const EXIT_STATUS: &str = "0 success or identical, 1 content disagrees with 
 
 /// The clap command with its examples.
 pub fn command() -> clap::Command {
-    <Cli as clap::CommandFactory>::command().after_help(fb_cli::help_epilogue(EXAMPLES, EXIT_STATUS))
+    fb_cli::command_for::<Cli>(EXAMPLES, EXIT_STATUS)
 }
 
 /// Emit the manifest of a backup or a live cluster, or compare two.
