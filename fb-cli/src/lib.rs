@@ -88,6 +88,21 @@ impl ClusterArgs {
     }
 }
 
+/// Export options for these indexes, stamped from `SOURCE_DATE_EPOCH` (entry mtimes and the
+/// manifest's source) when it is set, else mtime 0. Shared by fb-export and
+/// `fb-manifest --host`, whose manifests must be the same bytes.
+pub fn export_options(indexes: Vec<String>) -> Result<fb_core::export::ExportOptions> {
+    let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.trim().is_empty() => Some(
+            v.trim()
+                .parse::<u64>()
+                .map_err(|_| Error::usage(format!("SOURCE_DATE_EPOCH={v:?} is not a whole number of seconds")))?,
+        ),
+        _ => None,
+    };
+    Ok(fb_core::export::ExportOptions { indexes, mtime: epoch.unwrap_or(0), source_date_epoch: epoch })
+}
+
 /// `30s`, `500ms`, `2m`, `1h`, or plain seconds.
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     let s = s.trim();

@@ -368,30 +368,17 @@ impl ClusterClient {
         if let Some(token) = self.token_for(node) {
             req = req.header(AUTHORIZATION, format!("Bearer {token}"));
         }
+        let no_answer = || {
+            self.mark_down(node);
+            Error::unavailable(format!("{url}: no answer within {:?} (--header-timeout)", self.opts.header_timeout))
+        };
         let resp = match tokio::time::timeout(self.opts.header_timeout, req.send()).await {
-            Err(_) => {
-                self.mark_down(node);
-                return Err(AttemptError {
-                    error: Error::unavailable(format!(
-                        "{url}: no answer within {:?} (--header-timeout)",
-                        self.opts.header_timeout
-                    )),
-                    retryable: false,
-                });
-            }
+            Err(_) => return Err(AttemptError { error: no_answer(), retryable: false }),
             // reqwest's read timeout (the same --header-timeout) usually fires first: a node
             // that does not answer in time is not asked again (a hung node would otherwise
             // cost five timeouts per file) and is tried last from then on, like a refusal.
             Ok(Err(e)) if e.is_timeout() => {
-                self.mark_down(node);
-                return Err(AttemptError {
-                    error: Error::unavailable(format!(
-                        "{url}: no answer within {:?} (--header-timeout)",
-                        self.opts.header_timeout
-                    ))
-                    .with_source(e),
-                    retryable: false,
-                });
+                return Err(AttemptError { error: no_answer().with_source(e), retryable: false });
             }
             Ok(Err(e)) => {
                 let refused = e.is_connect();

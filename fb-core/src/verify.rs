@@ -525,6 +525,13 @@ pub fn check_schema_references(schema_bytes: &[u8], paths: &[EntryPath]) -> Vec<
     out
 }
 
+/// Open a backup file or manifest named on the command line; one that cannot be opened is a
+/// missing input (exit 66), named.
+pub fn open_input(path: &Path) -> Result<std::fs::File> {
+    std::fs::File::open(path)
+        .map_err(|e| Error::new(ErrorKind::Truncated, format!("cannot open {}", path.display())).with_source(e))
+}
+
 /// Scan a source as the tools name it: `None` or `-` is stdin, a directory is an extracted
 /// backup, anything else a stream file (plain, zstd or gzip).
 pub fn scan_source(source: Option<&Path>, deep: bool, events: &Events) -> Result<Scan> {
@@ -532,22 +539,20 @@ pub fn scan_source(source: Option<&Path>, deep: bool, events: &Events) -> Result
         None => Ok(scan_stream(std::io::stdin().lock(), deep, events)),
         Some(p) if p.as_os_str() == "-" => Ok(scan_stream(std::io::stdin().lock(), deep, events)),
         Some(p) if p.is_dir() => scan_dir(p, deep, events),
-        Some(p) => {
-            let f = std::fs::File::open(p)
-                .map_err(|e| Error::new(ErrorKind::Truncated, format!("cannot open {}", p.display())).with_source(e))?;
-            Ok(scan_stream(f, deep, events))
-        }
+        Some(p) => Ok(scan_stream(open_input(p)?, deep, events)),
     }
 }
 
 /// Read a manifest stored apart (`--manifest FILE`).
 pub fn read_manifest_file(path: &Path) -> Result<Manifest> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| Error::new(ErrorKind::Truncated, format!("cannot open {}", path.display())).with_source(e))?;
-    if meta.len() > 256 << 20 {
-        return Err(Error::invalid(format!("{}: {} bytes is too large for a manifest", path.display(), meta.len())));
+    const MAX: u64 = 256 << 20;
+    let file = open_input(path)?;
+    let len = file.metadata().map_err(|e| Error::io(format!("reading {}", path.display()), e))?.len();
+    if len > MAX {
+        return Err(Error::invalid(format!("{}: {len} bytes is too large for a manifest", path.display())));
     }
-    let bytes = std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let mut bytes = Vec::new();
+    file.take(MAX + 1).read_to_end(&mut bytes).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     Manifest::parse(&bytes).map_err(|e| e.context(path.display()))
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use clap::Parser;
 use fb_cli::{ClusterArgs, Example, ReportArgs, Reporter};
 use fb_core::client::ClusterClient;
-use fb_core::export::{export, ExportOptions};
+use fb_core::export::export;
 use fb_core::output::AtomicFile;
 use fb_core::{Error, Result};
 
@@ -82,20 +82,8 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-fn source_date_epoch() -> Result<Option<u64>> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| Error::usage(format!("SOURCE_DATE_EPOCH={v:?} is not a whole number of seconds"))),
-        _ => Ok(None),
-    }
-}
-
 fn run_inner(cli: &Cli, reporter: &Arc<Reporter>) -> Result<fb_core::export::ExportSummary> {
-    let epoch = source_date_epoch()?;
-    let opts = ExportOptions { indexes: cli.indexes.clone(), mtime: epoch.unwrap_or(0), source_date_epoch: epoch };
+    let opts = fb_cli::export_options(cli.indexes.clone())?;
     let cluster = cli.cluster.options()?;
     if cli.output.is_none() && std::io::stdout().is_terminal() {
         return Err(Error::usage("refusing to write archive bytes to a terminal; redirect stdout or use -o FILE"));

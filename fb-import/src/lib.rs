@@ -9,8 +9,8 @@ use clap::Parser;
 use fb_cli::{ClusterArgs, Example, ReportArgs, Reporter};
 use fb_core::client::ClusterClient;
 use fb_core::import::{import, prescan, ImportOptions, ImportSummary};
-use fb_core::verify::read_manifest_file;
-use fb_core::{Error, ErrorKind, Result};
+use fb_core::verify::{open_input, read_manifest_file};
+use fb_core::{Error, Result};
 
 /// The documented examples (help, man page, and the docs test run them).
 pub const EXAMPLES: &[Example] = &[
@@ -91,11 +91,6 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-fn open(path: &PathBuf) -> Result<std::fs::File> {
-    std::fs::File::open(path)
-        .map_err(|e| Error::new(ErrorKind::Truncated, format!("cannot open {}", path.display())).with_source(e))
-}
-
 fn run_inner(cli: &Cli, reporter: &Arc<Reporter>) -> Result<ImportSummary> {
     let mut opts = ImportOptions {
         force: cli.force,
@@ -107,7 +102,7 @@ fn run_inner(cli: &Cli, reporter: &Arc<Reporter>) -> Result<ImportSummary> {
     let input: Box<dyn Read + Send> = match &cli.source {
         Some(p) if p.as_os_str() != "-" => {
             // A file can be read twice: check every header and find the manifest first.
-            let found = prescan(std::io::BufReader::with_capacity(1 << 20, open(p)?))
+            let found = prescan(std::io::BufReader::with_capacity(1 << 20, open_input(p)?))
                 .map_err(|e| e.context(format!("{} (nothing was sent)", p.display())))?;
             opts.schema = found.schema;
             match (&opts.manifest, found.manifest) {
@@ -120,7 +115,7 @@ fn run_inner(cli: &Cli, reporter: &Arc<Reporter>) -> Result<ImportSummary> {
                 }
                 _ => {}
             }
-            Box::new(open(p)?)
+            Box::new(open_input(p)?)
         }
         _ => Box::new(std::io::stdin()),
     };

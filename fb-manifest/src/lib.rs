@@ -9,10 +9,10 @@ use std::sync::Arc;
 use clap::{Args, FromArgMatches, Parser, Subcommand, ValueEnum};
 use fb_cli::{ClusterArgs, Example, ReportArgs, Reporter};
 use fb_core::client::ClusterClient;
-use fb_core::export::{export, ExportOptions};
+use fb_core::export::export;
 use fb_core::manifest::{diff, Manifest};
-use fb_core::verify::{manifest_of_scan, scan_dir, scan_stream};
-use fb_core::{Error, ErrorKind, Result};
+use fb_core::verify::{manifest_of_scan, open_input, scan_dir, scan_stream};
+use fb_core::{Error, Result};
 use serde_json::{Map, Value};
 
 /// The documented examples (help, man page, and the docs test run them).
@@ -158,13 +158,7 @@ fn run_print(p: &PrintArgs) -> Result<ExitCode> {
 
 fn live(cluster: &ClusterArgs, reporter: &Arc<Reporter>) -> Result<Manifest> {
     let client = Arc::new(ClusterClient::new(&cluster.options()?, reporter.events())?);
-    let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.trim().is_empty() => {
-            Some(v.trim().parse().map_err(|_| Error::usage(format!("SOURCE_DATE_EPOCH={v:?} is not a number")))?)
-        }
-        _ => None,
-    };
-    let opts = ExportOptions { indexes: Vec::new(), mtime: epoch.unwrap_or(0), source_date_epoch: epoch };
+    let opts = fb_cli::export_options(Vec::new())?;
     let rt = fb_cli::runtime()?;
     let result = rt.block_on(async {
         tokio::select! {
@@ -191,14 +185,8 @@ fn load(side: &str, cluster: &ClusterArgs, reporter: &Arc<Reporter>, allow_json:
         return manifest_of_scan(scan_dir(path, false, &events)?, fallback);
     }
     fallback.insert("archive".into(), Value::from(side));
-    let mut input: Box<dyn Read> = if side == "-" {
-        Box::new(std::io::stdin().lock())
-    } else {
-        Box::new(
-            std::fs::File::open(path)
-                .map_err(|e| Error::new(ErrorKind::Truncated, format!("cannot open {side}")).with_source(e))?,
-        )
-    };
+    let mut input: Box<dyn Read> =
+        if side == "-" { Box::new(std::io::stdin().lock()) } else { Box::new(open_input(path)?) };
     // A manifest stored apart starts with '{'; a tar, zstd or gzip stream never does.
     let mut first = [0u8; 1];
     let n = input.read(&mut first).map_err(|e| Error::io(format!("reading {side}"), e))?;
