@@ -38,6 +38,6 @@ step "zstd -dc backup.tar.zst | fb-verify --deep"
 zstd -dc backup.tar.zst | "$bin/fb-verify" --deep
 step "zstd -dc backup.tar.zst | fb-import --host $dst --concurrency 4"
 zstd -dc backup.tar.zst | "$bin/fb-import" --host "$dst" --concurrency 4
-step "fb-manifest diff backup.tar.zst $dst"
-"$bin/fb-manifest" diff backup.tar.zst "$dst"
-printf '\ndemo: OK (backup verified, restored into a differently sized cluster, no entry differs)\n'
+step "fb-manifest diff --content backup.tar.zst $dst"
+"$bin/fb-manifest" diff --content backup.tar.zst "$dst"
+printf '\ndemo: OK (backup verified, restored into a differently sized cluster, no entry differs in content)\n'

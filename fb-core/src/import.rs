@@ -315,6 +315,9 @@ pub async fn import<R: Read + Send + 'static>(
     let mut seen: Vec<(String, u64, String)> = Vec::new();
     let mut current: Option<Outgoing> = None;
     let mut bytes = 0u64;
+    // The schema as read from the stream (when it was not known up front), for the check of
+    // what the target made of it.
+    let mut schema_read: Vec<u8> = Vec::new();
 
     let incomplete = |sent: &[String], dry: bool| -> String {
         if dry {
@@ -382,6 +385,9 @@ pub async fn import<R: Read + Send + 'static>(
                 ReadMsg::Data(chunk) => {
                     let cur = current.as_mut().expect("data follows an entry");
                     bytes += chunk.len() as u64;
+                    if cur.path == EntryPath::Schema && (schema_read.len() + chunk.len()) as u64 <= MAX_SCHEMA {
+                        schema_read.extend_from_slice(&chunk);
+                    }
                     events.event(Event::Bytes(chunk.len() as u64));
                     if !cur.started {
                         if cur.prefix.len() < DECLARED_LEN_PREFIX {
@@ -523,6 +529,19 @@ pub async fn import<R: Read + Send + 'static>(
         events.event(Event::Warning(
             "no manifest: sizes and checksums of the entries could not be checked (--no-manifest)".into(),
         ));
+    }
+    // Say where the target did not keep the schema as sent (upstream's POST /schema reads an
+    // int bound of 0 as unset). The data is restored either way; the field's bounds are not.
+    if let (Some(c), false) = (client.as_ref(), dry) {
+        let sent_schema = opts.schema.as_deref().unwrap_or(&schema_read);
+        if let Ok(got) = c.get_json::<serde_json::Value>(c.entry_node(), "/schema").await {
+            let got = serde_json::to_vec(&got).unwrap_or_default();
+            for change in crate::content::bound_changes(sent_schema, &got) {
+                events.event(Event::Warning(format!(
+                    "the target changed a field bound of the restored schema: {change} (FeatureBase's POST /schema reads a bound of 0 as unset); the data is restored, but the field accepts a wider range than in the backup"
+                )));
+            }
+        }
     }
     let seconds = started_at.elapsed().as_secs_f64();
     events.event(Event::Finished { files: seen.len() as u64, bytes, seconds });

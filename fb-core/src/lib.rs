@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub mod client;
+pub mod content;
 pub mod error;
 pub mod events;
 pub mod export;

@@ -11,6 +11,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::archive::{decompress, BackupItem, BackupReader};
+use crate::content::{self, Content, CONTENT_LIMIT};
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Event, Events};
 use crate::format::{checker_for, declared_len, FormatProblem, DECLARED_LEN_PREFIX};
@@ -20,6 +21,23 @@ use crate::schema::Schema;
 
 /// Read buffer: large enough that hashing, not system calls, is the cost.
 const BUF: usize = 1 << 20;
+
+/// What a scan computes besides sizes and SHA-256s.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScanMode {
+    /// Check each file's inner format (`--deep`).
+    pub deep: bool,
+    /// Compute each entry's content digest ([`crate::content`]); keeps each entry in memory
+    /// while it is read, up to [`crate::content::CONTENT_LIMIT`].
+    pub content: bool,
+}
+
+impl From<bool> for ScanMode {
+    /// `deep` alone.
+    fn from(deep: bool) -> Self {
+        ScanMode { deep, content: false }
+    }
+}
 
 /// What the scan found for one entry.
 #[derive(Debug, Clone)]
@@ -32,6 +50,8 @@ pub struct ScannedEntry {
     pub sha256: [u8; 32],
     /// The first format problem found (only with `deep`).
     pub problem: Option<FormatProblem>,
+    /// The content digest (only with [`ScanMode::content`]).
+    pub content: Option<Content>,
 }
 
 /// The result of scanning a backup.
@@ -63,18 +83,32 @@ struct EntryDigest {
     size: u64,
     checker: Option<Box<dyn crate::format::Checker>>,
     prefix: Vec<u8>,
-    /// The whole content, kept only for the schema (small, and bounded below).
+    /// The whole content, kept for the schema (small, and bounded below) and, in content
+    /// mode, for every entry up to [`CONTENT_LIMIT`].
     content: Option<Vec<u8>>,
+    /// Content mode: the digest is wanted (false once the entry outgrew the limit).
+    want_content: bool,
+    /// Content mode: whether the entry outgrew [`CONTENT_LIMIT`].
+    too_large: bool,
 }
 
 /// Largest schema kept for the deep checks.
 const MAX_SCHEMA: usize = 64 << 20;
 
 impl EntryDigest {
-    fn new(path: EntryPath, deep: bool) -> Self {
-        let checker = deep.then(|| checker_for(path.kind()));
-        let content = (path.kind() == EntryKind::Schema).then(Vec::new);
-        EntryDigest { path, hasher: Sha256::new(), size: 0, checker, prefix: Vec::new(), content }
+    fn new(path: EntryPath, mode: ScanMode) -> Self {
+        let checker = mode.deep.then(|| checker_for(path.kind()));
+        let content = (path.kind() == EntryKind::Schema || mode.content).then(Vec::new);
+        EntryDigest {
+            path,
+            hasher: Sha256::new(),
+            size: 0,
+            checker,
+            prefix: Vec::new(),
+            content,
+            want_content: mode.content,
+            too_large: false,
+        }
     }
 
     fn update(&mut self, data: &[u8]) {
@@ -88,8 +122,12 @@ impl EntryDigest {
             self.prefix.extend_from_slice(&data[..take]);
         }
         if let Some(c) = self.content.as_mut() {
-            if c.len() + data.len() <= MAX_SCHEMA {
+            let limit = if self.want_content { CONTENT_LIMIT as usize } else { MAX_SCHEMA };
+            if c.len() + data.len() <= limit {
                 c.extend_from_slice(data);
+            } else if self.want_content {
+                self.too_large = true;
+                self.content = None;
             }
         }
     }
@@ -100,10 +138,18 @@ impl EntryDigest {
         if deep && problem.is_none() {
             problem = declared_length_problem(self.path.kind(), &self.prefix, self.size);
         }
+        let kind = self.path.kind();
+        let content = match (&self.content, self.want_content) {
+            (_, false) => None,
+            (Some(bytes), true) => Some(content::digest(kind, bytes)),
+            (None, true) => Some(Content::Unknown(format!("larger than {} MiB", CONTENT_LIMIT >> 20))),
+        };
         if let Some(c) = self.content {
-            *schema = Some(c);
+            if kind == EntryKind::Schema && c.len() <= MAX_SCHEMA {
+                *schema = Some(c);
+            }
         }
-        ScannedEntry { path: self.path, size: self.size, sha256: self.hasher.finalize().into(), problem }
+        ScannedEntry { path: self.path, size: self.size, sha256: self.hasher.finalize().into(), problem, content }
     }
 }
 
@@ -113,7 +159,8 @@ impl EntryDigest {
 /// Reading (a copy out of the page cache or a pipe) and hashing take one core each: this
 /// thread reads the next buffer while a second one hashes the previous, so they overlap
 /// instead of adding up. Memory stays [`BUFFERS`] × [`BUF`].
-pub fn scan_stream<R: Read>(input: R, deep: bool, events: &Events) -> Scan {
+pub fn scan_stream<R: Read>(input: R, mode: impl Into<ScanMode>, events: &Events) -> Scan {
+    let mode = mode.into();
     let mut scan = Scan::default();
     let (_, reader) = match decompress(input) {
         Ok(r) => r,
@@ -128,7 +175,7 @@ pub fn scan_stream<R: Read>(input: R, deep: bool, events: &Events) -> Scan {
         let (back_tx, back_rx) = mpsc::channel::<Back>();
         if let Err(e) = std::thread::Builder::new()
             .name("fb-verify-hash".into())
-            .spawn_scoped(s, move || hash_entries(work_rx, back_tx, deep))
+            .spawn_scoped(s, move || hash_entries(work_rx, back_tx, mode))
         {
             scan.stopped = Some(Error::io("starting the hashing thread", e));
             return;
@@ -155,11 +202,11 @@ enum Back {
     Done(ScannedEntry, Option<Vec<u8>>),
 }
 
-fn hash_entries(work: mpsc::Receiver<Work>, back: mpsc::Sender<Back>, deep: bool) {
+fn hash_entries(work: mpsc::Receiver<Work>, back: mpsc::Sender<Back>, mode: ScanMode) {
     let mut current: Option<EntryDigest> = None;
     while let Ok(w) = work.recv() {
         match w {
-            Work::Begin(path) => current = Some(EntryDigest::new(path, deep)),
+            Work::Begin(path) => current = Some(EntryDigest::new(path, mode)),
             Work::Data(buf, n) => {
                 if let Some(d) = current.as_mut() {
                     d.update(&buf[..n]);
@@ -271,7 +318,8 @@ fn read_entries<R: Read>(
 /// Scan an extracted backup directory (fbkit's or `featurebase backup`'s). Files are read
 /// in archive order; a file outside the backup layout, a link or a special file is refused
 /// (exit 65) before anything is read.
-pub fn scan_dir(dir: &Path, deep: bool, events: &Events) -> Result<Scan> {
+pub fn scan_dir(dir: &Path, mode: impl Into<ScanMode>, events: &Events) -> Result<Scan> {
+    let mode = mode.into();
     let mut files: Vec<(EntryPath, PathBuf)> = Vec::new();
     let mut embedded = None;
     walk(dir, dir, &mut files, &mut embedded)?;
@@ -281,7 +329,7 @@ pub fn scan_dir(dir: &Path, deep: bool, events: &Events) -> Result<Scan> {
     for (path, file) in files {
         let mut f = std::fs::File::open(&file)
             .map_err(|e| Error::new(ErrorKind::Truncated, format!("cannot read {}", file.display())).with_source(e))?;
-        let mut digest = EntryDigest::new(path, deep);
+        let mut digest = EntryDigest::new(path, mode);
         loop {
             let n = f.read(&mut buf).map_err(|e| Error::io(format!("reading {}", file.display()), e))?;
             if n == 0 {

@@ -38,6 +38,7 @@ exempt from every fault except down (send them to another node).
 
 EXAMPLES:
   fb-devcluster --nodes 3 --replicas 2 --port 10101 --demo
+  fb-devcluster --nodes 3 --replicas 2 --port 0 --seed-from extracted-backup/
   fb-devcluster --nodes 1 --port 0 --data-dir /tmp/c1 --auth-token T \\
       --tls-cert c.pem --tls-key k.pem --tls-client-ca ca.pem
   curl -X POST --data 'down@1' http://127.0.0.1:10101/_fbkit/fault";
@@ -65,6 +66,11 @@ pub struct Cli {
     /// allocation, one dataframe) unless the data directory already holds a schema.
     #[arg(long)]
     pub demo: bool,
+    /// Load an extracted backup (`featurebase backup -o DIR`, or `tar -xf` of an fb-export or
+    /// backuptar stream) into the nodes, placed as a restore would place it, unless the data
+    /// directory already holds a schema. The files are served byte for byte.
+    #[arg(long, value_name = "DIR", conflicts_with = "demo")]
+    pub seed_from: Option<PathBuf>,
     /// Pad each demo shard file to about N bytes (streamed to disk).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub demo_shard_bytes: u64,
@@ -89,10 +95,11 @@ pub struct Cli {
     /// Cluster name reported by /status.
     #[arg(long, default_value = "cluster0")]
     pub cluster_name: String,
-    /// Stamp indexes and fields created by POST /schema with the current time, as upstream
-    /// does (default: keep the posted timestamps).
+    /// Keep the createdAt/updatedAt stamps a POST /schema carries (default: stamp indexes
+    /// and fields with the current time, as upstream does, so a restored cluster serves
+    /// another schema than its backup's; `fb-manifest diff --content` sees through that)
     #[arg(long)]
-    pub reset_schema_timestamps: bool,
+    pub keep_schema_timestamps: bool,
 }
 
 /// `--dataframes`.
@@ -118,6 +125,7 @@ impl Cli {
             data_dir: self.data_dir,
             demo: self.demo,
             demo_shard_bytes: self.demo_shard_bytes,
+            seed_from: self.seed_from,
             dataframes: match self.dataframes {
                 DataframeArg::Enabled => Dataframes::Enabled,
                 DataframeArg::Disabled => Dataframes::Disabled,
@@ -130,7 +138,7 @@ impl Cli {
             }),
             faults: self.fault,
             cluster_name: self.cluster_name,
-            reset_schema_timestamps: self.reset_schema_timestamps,
+            reset_schema_timestamps: !self.keep_schema_timestamps,
         })
     }
 }

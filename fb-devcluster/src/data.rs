@@ -81,6 +81,13 @@ pub fn empty_idalloc() -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// A key store with no key (what upstream serves for a field that has none, keyed or not).
+pub fn empty_key_store() -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    fb_core::format::translate::write_store(&mut out, &[])?;
+    Ok(out)
+}
+
 /// An RBF file with no bitmap (what upstream streams for a shard a node does not hold).
 pub fn empty_shard() -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
@@ -135,6 +142,8 @@ fn demo_schema() -> Value {
             "name": DEMO_KEYED_INDEX, "createdAt": t(10), "owner": "demo",
             "options": {"keys": true, "trackExistence": true},
             "fields": [
+                {"name": "age", "createdAt": t(13), "owner": "demo",
+                 "options": {"type": "int", "base": 0, "bitDepth": 0, "min": 0, "max": 150}},
                 {"name": "color", "createdAt": t(11), "owner": "demo",
                  "options": {"type": "set", "keys": true, "cacheType": "ranked", "cacheSize": 50000}},
                 {"name": "tags", "createdAt": t(12), "owner": "demo",

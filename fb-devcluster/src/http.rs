@@ -53,6 +53,7 @@ const NO_ARGS: ArgSpec = ArgSpec { required: &[], optional: &[] };
 /// A routed request.
 enum Route {
     Status,
+    Info,
     Version,
     GetSchema,
     PostSchema,
@@ -86,7 +87,7 @@ impl Route {
     fn args(&self) -> Option<ArgSpec> {
         use Route::*;
         Some(match self {
-            Status | Version | Nodes => NO_ARGS,
+            Status | Info | Version | Nodes => NO_ARGS,
             GetSchema => ArgSpec { required: &[], optional: &["views"] },
             PostSchema => ArgSpec { required: &[], optional: &["remote"] },
             TranslateData => ArgSpec { required: &["index"], optional: &["partition", "field"] },
@@ -98,7 +99,10 @@ impl Route {
 
     fn json_only(&self) -> bool {
         use Route::*;
-        matches!(self, Status | Version | GetSchema | Nodes | Shards(_) | FragmentNodes | PartitionNodes | DiskUsage(_))
+        matches!(
+            self,
+            Status | Info | Version | GetSchema | Nodes | Shards(_) | FragmentNodes | PartitionNodes | DiskUsage(_)
+        )
     }
 }
 
@@ -118,6 +122,7 @@ fn route(method: &Method, path: &str) -> Result<Route, Miss> {
     let (route, methods): (Route, &[&Method]) = match parts.as_slice() {
         ["status"] => (Route::Status, &[&get]),
         ["version"] => (Route::Version, &[&get]),
+        ["info"] => (Route::Info, &[&get]),
         ["schema"] if method == post => (Route::PostSchema, &[&post]),
         ["schema"] => (Route::GetSchema, &[&get, &post]),
         ["internal", "nodes"] => (Route::Nodes, &[&get]),
@@ -235,6 +240,21 @@ async fn dispatch(
     match r {
         Route::Status => Ok(json_resp(&cluster.status(node))),
         Route::Version => Ok(json_resp(&json!({ "version": VERSION }))),
+        Route::Info => {
+            let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            Ok(json_resp(&json!({
+                "shardWidth": crate::schema_doc::SHARD_WIDTH,
+                "replicaN": cluster.placement.replicas(),
+                "shardHash": "jump-hash",
+                "keyHash": "jump-hash",
+                "memory": 0,
+                "cpuType": "fb-devcluster",
+                "cpuPhysicalCores": cores,
+                "cpuLogicalCores": cores,
+                "cpuMHz": 0,
+                "storageBackend": "rbf",
+            })))
+        }
         Route::GetSchema => {
             let body = cluster.schema().response_body(q("views") == "true");
             Ok(json_bytes(body))
@@ -408,7 +428,7 @@ async fn post_schema(cluster: &Arc<Cluster>, req: Request<Incoming>) -> io::Resu
         Ok(b) => b.to_bytes(),
         Err(e) => return Ok(text(StatusCode::BAD_REQUEST, &format!("decoding request as JSON Pilosa schema: {e}"))),
     };
-    let posted: Value = match serde_json::from_slice(&bytes) {
+    let mut posted: Value = match serde_json::from_slice(&bytes) {
         Ok(v @ Value::Object(_)) => v,
         Ok(_) => {
             return Ok(text(
@@ -418,6 +438,7 @@ async fn post_schema(cluster: &Arc<Cluster>, req: Request<Incoming>) -> io::Resu
         }
         Err(e) => return Ok(text(StatusCode::BAD_REQUEST, &format!("decoding request as JSON Pilosa schema: {e}"))),
     };
+    crate::schema_doc::widen_zero_bounds(&mut posted);
     let created_at = cluster.settings.reset_schema_timestamps.then(now_ns);
     let mut schema = cluster.schema.write().unwrap_or_else(|e| e.into_inner());
     let mut next: SchemaDoc = schema.clone();
@@ -474,7 +495,9 @@ async fn translate_data(
         let path = store.path(&EntryPath::FieldKeys { index: index.to_string(), field: field.to_string() });
         return match tokio::fs::File::open(&path).await {
             Ok(f) => Ok(stream_file(f, None)),
-            Err(_) => Ok(text(StatusCode::NOT_FOUND, "translate store not found")),
+            // Upstream opens a key store for every field, keyed or not, and serves it empty.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(stream_bytes(crate::data::empty_key_store()?.into())),
+            Err(e) => Ok(text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())),
         };
     }
     let Ok(p) = partition.parse::<u32>() else {

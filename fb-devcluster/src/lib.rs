@@ -27,6 +27,7 @@ pub mod data;
 pub mod fault;
 mod http;
 pub mod schema_doc;
+pub mod seed;
 pub mod store;
 pub mod tls;
 
@@ -73,6 +74,8 @@ pub struct ClusterConfig {
     pub demo: bool,
     /// Pad each demo shard file to about this many bytes (0: natural size).
     pub demo_shard_bytes: u64,
+    /// Load this extracted backup (see [`seed`]) into nodes that hold no schema yet.
+    pub seed_from: Option<PathBuf>,
     /// Dataframe routes enabled or answering 400.
     pub dataframes: Dataframes,
     /// Require `Authorization: Bearer <token>`.
@@ -84,8 +87,7 @@ pub struct ClusterConfig {
     /// `clusterName` in `/status`.
     pub cluster_name: String,
     /// Give indexes and fields created by `POST /schema` the current time as `createdAt`,
-    /// as upstream does. Off by default: a restored schema keeps its timestamps, so a
-    /// restored cluster serves back the same schema bytes.
+    /// as upstream does (the default). Off: a restored schema keeps its timestamps.
     pub reset_schema_timestamps: bool,
 }
 
@@ -98,12 +100,13 @@ impl Default for ClusterConfig {
             data_dir: None,
             demo: false,
             demo_shard_bytes: 0,
+            seed_from: None,
             dataframes: Dataframes::Enabled,
             auth_token: None,
             tls: None,
             faults: Vec::new(),
             cluster_name: "cluster0".into(),
-            reset_schema_timestamps: false,
+            reset_schema_timestamps: true,
         }
     }
 }
@@ -278,6 +281,12 @@ fn prepare_data(cfg: &ClusterConfig, placement: &Placement, stores: &[NodeStore]
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => SchemaDoc::default(),
         Err(e) => return Err(anyhow!(e).context(format!("reading {}", schema_file.display()))),
     };
+    if cfg.demo && cfg.seed_from.is_some() {
+        bail!("seed either the demo data or a backup directory, not both");
+    }
+    if let (Some(dir), true) = (&cfg.seed_from, schema.is_empty()) {
+        schema = seed::seed_from(dir, stores, placement)?.0;
+    }
     if cfg.demo && schema.is_empty() {
         schema = data::seed_demo(stores, placement, cfg.demo_shard_bytes).context("generating the demo data")?;
     }

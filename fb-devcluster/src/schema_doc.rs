@@ -122,6 +122,38 @@ impl SchemaDoc {
     }
 }
 
+/// What upstream's `POST /schema` does to int and timestamp field bounds before creating a
+/// field (`Index.CreateFieldIfNotExistsWithOptions`): a `min` or `max` of 0 is read as
+/// "unset" and replaced by -2^63 or 2^63-1. A backed-up field created with `min: 0` thus
+/// comes back from a restore with no lower bound. Returns the `index/field` names changed.
+pub fn widen_zero_bounds(posted: &mut Value) -> Vec<String> {
+    let mut changed = Vec::new();
+    let Some(indexes) = posted.get_mut("indexes").and_then(Value::as_array_mut) else { return changed };
+    for idx in indexes {
+        let iname = name_of(idx).to_string();
+        let Some(fields) = idx.get_mut("fields").and_then(Value::as_array_mut) else { continue };
+        for f in fields {
+            let fname = name_of(f).to_string();
+            let Some(o) = f.get_mut("options").and_then(Value::as_object_mut) else { continue };
+            if !matches!(o.get("type").and_then(Value::as_str), Some("int" | "timestamp")) {
+                continue;
+            }
+            for (key, unset) in [("min", i64::MIN), ("max", i64::MAX)] {
+                let zero = match o.get(key) {
+                    None | Some(Value::Null) => true,
+                    Some(v) => v.as_f64() == Some(0.0),
+                };
+                if zero {
+                    o.insert(key.into(), unset.into());
+                    changed.push(format!("{iname}/{fname}"));
+                }
+            }
+        }
+    }
+    changed.dedup();
+    changed
+}
+
 fn name_of(v: &Value) -> &str {
     v.get("name").and_then(Value::as_str).unwrap_or_default()
 }

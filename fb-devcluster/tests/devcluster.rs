@@ -219,7 +219,12 @@ async fn schema_and_shard_lists() {
     assert!(seen_views > 10, "time quantum YMD views");
     let users = &s["indexes"][1];
     assert_eq!(users["options"]["keys"], true);
-    assert!(users["fields"].as_array().unwrap().iter().all(|f| f["options"]["keys"] == true));
+    let users_field = |name: &str| users["fields"].as_array().unwrap().iter().find(|f| f["name"] == name).unwrap();
+    assert_eq!(users_field("color")["options"]["keys"], true);
+    assert_eq!(users_field("tags")["options"]["keys"], true);
+    // An unkeyed int field with a lower bound of 0 (which upstream's POST /schema widens).
+    assert_eq!(users_field("age")["options"]["min"], 0);
+    assert_eq!(users_field("age")["options"]["keys"], false);
 
     let a = get(&c, format!("{url}/internal/index/users/shards")).await;
     assert_eq!(a.text(), "{\"shards\":[0,1,2,3]}\n");
@@ -349,6 +354,15 @@ async fn key_translation_and_id_allocation_match_the_data() {
     }
     let a = get_bin(&c, format!("{}/internal/translate/data?index=users&field=nope", urls[0])).await;
     assert_eq!((a.status.as_u16(), a.text().as_str()), (404, "nope: field not found\n"));
+    // An unkeyed field has an empty key store, as upstream serves it.
+    let a = get_bin(&c, format!("{}/internal/translate/data?index=users&field=age", urls[0])).await;
+    assert_eq!(a.status, 200);
+    assert!(translate::read_store(&a.body).unwrap().is_empty());
+    // /info, as upstream's fields go.
+    let info = get(&c, format!("{}/info", urls[0])).await.json();
+    assert_eq!(info["shardWidth"], SHARD_WIDTH);
+    assert_eq!(info["replicaN"], 2);
+    assert_eq!(info["shardHash"], "jump-hash");
 
     // ID allocator: the primary's bound is above every events column.
     let a = get_bin(&c, format!("{}/internal/idalloc/data", urls[0])).await;
@@ -525,8 +539,22 @@ async fn restore_endpoints_store_what_they_receive() {
     let again = backup(&c, &urls, 1).await;
     assert_eq!(again.keys().collect::<Vec<_>>(), files.keys().collect::<Vec<_>>());
     for (path, bytes) in &files {
+        if path == "schema" {
+            continue;
+        }
         assert!(again[path] == *bytes, "{path} differs after restore");
     }
+    // Like upstream, POST /schema stamped the restore time and read users/age's `min: 0` as
+    // unset; the content is otherwise the same.
+    let (sent, got) = (&files["schema"], &again["schema"]);
+    assert!(sent != got);
+    let kind = fb_core::layout::EntryKind::Schema;
+    assert!(fb_core::content::digest(kind, sent).same_as(&fb_core::content::digest(kind, got)));
+    assert_eq!(
+        fb_core::content::bound_changes(sent, got),
+        ["users/age min 0 -> -9223372036854775808"],
+        "only the zero bound changed"
+    );
 }
 
 // ---------------------------------------------------------------------------------------

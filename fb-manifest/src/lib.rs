@@ -1,6 +1,7 @@
 //! fb-manifest's command line: print the manifest of a backup or a live cluster, or compare
 //! two. The work is in `fb_core::verify`, `fb_core::manifest` and `fb_core::export`.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
@@ -9,9 +10,11 @@ use std::sync::Arc;
 use clap::{Args, FromArgMatches, Parser, Subcommand, ValueEnum};
 use fb_cli::{ClusterArgs, Example, ReportArgs, Reporter};
 use fb_core::client::ClusterClient;
+use fb_core::content::{self, Content};
 use fb_core::export::export;
+use fb_core::layout::{EntryKind, EntryPath};
 use fb_core::manifest::{diff, Manifest};
-use fb_core::verify::{manifest_of_scan, open_input, scan_dir, scan_stream};
+use fb_core::verify::{manifest_of_scan, open_input, scan_dir, scan_stream, Scan, ScanMode};
 use fb_core::{Error, Result};
 use serde_json::{Map, Value};
 
@@ -52,7 +55,9 @@ fetched and hashed as fb-export would, nothing is kept). When a stream carries i
 manifest is computed from the content and the command fails (exit 1) where the two disagree.\n\n\
 `fb-manifest diff A B` compares two sides by entry path, size and SHA-256; each side is a stream file, a \
 directory, a manifest JSON file, - for stdin, or an http(s):// URL of a live cluster (the cluster flags \
-apply). The source descriptions are shown but are not a difference.",
+apply). The source descriptions are shown but are not a difference. With `diff --content`, entries whose \
+bytes differ are compared by what they hold (schema without timestamps, key stores and idalloc by keys and \
+values, shards by bits), for checking a restore against its backup: a FeatureBase restore rewrites those files.",
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
@@ -99,6 +104,14 @@ pub struct DiffArgs {
     /// Machine-readable output
     #[arg(long)]
     pub json: bool,
+    /// Compare changed entries by what they hold, not by their bytes: schema without the
+    /// createdAt/updatedAt stamps (and an int bound of 0 read as unset, as upstream's
+    /// POST /schema does), key stores and idalloc by their keys and values, shards by their
+    /// bits. For checking a restore against its backup: a FeatureBase restore rewrites those
+    /// files. Needs the data of both sides (not a manifest file); holds each entry in memory
+    /// while reading it, up to 256 MiB (larger ones are compared by bytes only)
+    #[arg(long)]
+    pub content: bool,
     #[command(flatten)]
     pub cluster: ClusterArgs,
     #[command(flatten)]
@@ -143,7 +156,7 @@ fn run_print(p: &PrintArgs) -> Result<ExitCode> {
         }
         live(&p.cluster, &reporter)?
     } else {
-        load(p.source.as_deref().unwrap_or("-"), &p.cluster, &reporter, false)?
+        load(p.source.as_deref().unwrap_or("-"), &p.cluster, &reporter, false, false)?.manifest
     };
     let bytes = match p.format {
         Format::Json => manifest.to_bytes(),
@@ -170,19 +183,69 @@ fn live(cluster: &ClusterArgs, reporter: &Arc<Reporter>) -> Result<Manifest> {
     Ok(result?.1.manifest)
 }
 
+/// A live cluster read as a stream: the export writes into a pipe that a scan reads on
+/// another thread, so that every entry's content digest is computed (nothing is stored).
+fn live_scanned(cluster: &ClusterArgs, reporter: &Arc<Reporter>) -> Result<Side> {
+    let (reader, writer) = std::io::pipe().map_err(|e| Error::io("creating a pipe", e))?;
+    let events = reporter.events();
+    let scanner = std::thread::Builder::new()
+        .name("fb-manifest-scan".into())
+        .spawn(move || scan_stream(reader, ScanMode { deep: false, content: true }, &events))
+        .map_err(|e| Error::io("starting the scan thread", e))?;
+    let client = Arc::new(ClusterClient::new(&cluster.options()?, reporter.events())?);
+    let opts = fb_cli::export_options(Vec::new())?;
+    let rt = fb_cli::runtime()?;
+    let result = rt.block_on(async {
+        tokio::select! {
+            r = export(client, &opts, writer) => r,
+            _ = fb_cli::interrupted() => Err(Error::interrupted("interrupted")),
+        }
+    });
+    rt.shutdown_background();
+    // Dropping the writer ends the stream the scan reads; on failure the export has
+    // already dropped it, and its error is the one reported.
+    let exported = result.map(|(w, _)| drop(w));
+    let scan = scanner.join().map_err(|_| Error::io("scan thread", std::io::Error::other("it panicked")))?;
+    exported?;
+    Side::of_scan(scan, Map::new())
+}
+
+/// One side of a diff: its manifest and, in content mode, every entry's content digest.
+struct Side {
+    manifest: Manifest,
+    contents: Option<BTreeMap<String, Content>>,
+    schema: Option<Vec<u8>>,
+}
+
+impl Side {
+    fn of_scan(mut scan: Scan, fallback: Map<String, Value>) -> Result<Side> {
+        let contents: BTreeMap<String, Content> =
+            scan.entries.iter_mut().filter_map(|e| Some((e.path.to_string(), e.content.take()?))).collect();
+        let schema = scan.schema_bytes.take();
+        let manifest = manifest_of_scan(scan, fallback)?;
+        Ok(Side { manifest, contents: Some(contents), schema })
+    }
+
+    fn manifest_only(manifest: Manifest) -> Side {
+        Side { manifest, contents: None, schema: None }
+    }
+}
+
 /// Load one side: URL → live cluster; directory; manifest JSON; stream file; `-` → stdin.
-fn load(side: &str, cluster: &ClusterArgs, reporter: &Arc<Reporter>, allow_json: bool) -> Result<Manifest> {
+/// With `content`, every entry's content digest is computed too (not for a manifest file).
+fn load(side: &str, cluster: &ClusterArgs, reporter: &Arc<Reporter>, allow_json: bool, content: bool) -> Result<Side> {
+    let mode = ScanMode { deep: false, content };
     if side.starts_with("http://") || side.starts_with("https://") {
         let mut c = cluster.clone();
         c.host = side.to_string();
-        return live(&c, reporter);
+        return if content { live_scanned(&c, reporter) } else { live(&c, reporter).map(Side::manifest_only) };
     }
     let mut fallback = Map::new();
     let events = reporter.events();
     let path = Path::new(side);
     if side != "-" && path.is_dir() {
         fallback.insert("directory".into(), Value::from(side));
-        return manifest_of_scan(scan_dir(path, false, &events)?, fallback);
+        return Side::of_scan(scan_dir(path, mode, &events)?, fallback);
     }
     fallback.insert("archive".into(), Value::from(side));
     let mut input: Box<dyn Read> =
@@ -192,15 +255,26 @@ fn load(side: &str, cluster: &ClusterArgs, reporter: &Arc<Reporter>, allow_json:
     let n = input.read(&mut first).map_err(|e| Error::io(format!("reading {side}"), e))?;
     let chained = std::io::Cursor::new(first[..n].to_vec()).chain(input);
     if allow_json && n == 1 && first[0] == b'{' {
+        if content {
+            return Err(Error::usage(format!(
+                "{side} is a manifest: --content needs the data (an archive, a directory or a cluster URL)"
+            )));
+        }
         let mut bytes = Vec::new();
         chained.take(256 << 20).read_to_end(&mut bytes).map_err(|e| Error::io(format!("reading {side}"), e))?;
-        return Manifest::parse(&bytes).map_err(|e| e.context(side));
+        return Manifest::parse(&bytes).map(Side::manifest_only).map_err(|e| e.context(side));
     }
-    manifest_of_scan(scan_stream(chained, false, &events), fallback).map_err(|e| e.context(side))
+    Side::of_scan(scan_stream(chained, mode, &events), fallback).map_err(|e| e.context(side))
 }
 
 fn short(sha: &str) -> &str {
     &sha[..sha.len().min(12)]
+}
+
+/// A changed entry whose content is the same on both sides (`--content`): why the bytes differ.
+struct SameContent {
+    path: String,
+    notes: Vec<String>,
 }
 
 fn run_diff(d: &DiffArgs) -> Result<ExitCode> {
@@ -208,20 +282,71 @@ fn run_diff(d: &DiffArgs) -> Result<ExitCode> {
         return Err(Error::usage("only one side can be stdin"));
     }
     let reporter = Reporter::new("fb-manifest", &d.report);
-    let a = load(&d.a, &d.cluster, &reporter, true)?;
-    let b = load(&d.b, &d.cluster, &reporter, true)?;
-    let diff = diff(&a, &b);
+    let a = load(&d.a, &d.cluster, &reporter, true, d.content)?;
+    let b = load(&d.b, &d.cluster, &reporter, true, d.content)?;
+    let mut diff = diff(&a.manifest, &b.manifest);
+    // Content mode: a changed entry whose content digests agree is not a difference, nor is
+    // an upstream placeholder dataframe on one side only.
+    let mut same = Vec::new();
+    let mut ignored = Vec::new();
+    for (side, list) in [(&a.contents, &mut diff.removed), (&b.contents, &mut diff.added)] {
+        if let Some(contents) = side {
+            list.retain(|e| {
+                let placeholder = contents.get(&e.path) == Some(&Content::Placeholder);
+                if placeholder {
+                    ignored.push(e.path.clone());
+                }
+                !placeholder
+            });
+        }
+    }
+    let mut unknown: BTreeMap<String, String> = BTreeMap::new();
+    if let (Some(ca), Some(cb)) = (&a.contents, &b.contents) {
+        diff.changed.retain(|(x, _)| {
+            let (Some(p), Some(q)) = (ca.get(&x.path), cb.get(&x.path)) else { return true };
+            if p.same_as(q) {
+                let notes = match (x.path.as_str(), &a.schema, &b.schema) {
+                    ("schema", Some(sa), Some(sb)) => content::schema_notes(sa, sb),
+                    _ => vec![match EntryPath::parse(&x.path).map(|e| e.kind()) {
+                        Ok(EntryKind::Shard) => "same bitmaps; the RBF pages differ".to_string(),
+                        Ok(EntryKind::Schema) => "same schema".to_string(),
+                        _ => "same buckets, keys and values; the bbolt pages differ".to_string(),
+                    }],
+                };
+                same.push(SameContent { path: x.path.clone(), notes });
+                return false;
+            }
+            for c in [p, q] {
+                if let Content::Unknown(why) = c {
+                    unknown.insert(x.path.clone(), format!("not compared by content: {why}"));
+                }
+            }
+            true
+        });
+    }
+    let (a, b) = (a.manifest, b.manifest);
     let mut out = String::new();
     if d.json {
         let entry = |e: &fb_core::manifest::ManifestEntry| serde_json::json!({"path": e.path, "size": e.size, "sha256": e.sha256});
-        let doc = serde_json::json!({
+        let mut doc = serde_json::json!({
             "identical": diff.is_empty(),
             "added": diff.added.iter().map(entry).collect::<Vec<_>>(),
             "removed": diff.removed.iter().map(entry).collect::<Vec<_>>(),
-            "changed": diff.changed.iter().map(|(x, y)| serde_json::json!({"path": x.path, "a": entry(x), "b": entry(y)})).collect::<Vec<_>>(),
+            "changed": diff.changed.iter().map(|(x, y)| {
+                let mut c = serde_json::json!({"path": x.path, "a": entry(x), "b": entry(y)});
+                if let Some(why) = unknown.get(&x.path) {
+                    c["note"] = why.clone().into();
+                }
+                c
+            }).collect::<Vec<_>>(),
             "source_a": a.source,
             "source_b": b.source,
         });
+        if d.content {
+            doc["ignored"] = ignored.clone().into();
+            doc["same_content"] =
+                same.iter().map(|s| serde_json::json!({"path": s.path, "notes": s.notes})).collect::<Vec<_>>().into();
+        }
         out = serde_json::to_string_pretty(&doc).expect("json") + "\n";
     } else {
         for e in &diff.removed {
@@ -232,13 +357,22 @@ fn run_diff(d: &DiffArgs) -> Result<ExitCode> {
         }
         for (x, y) in &diff.changed {
             out.push_str(&format!(
-                "changed  {}  ({} -> {} bytes, {} -> {})\n",
+                "changed  {}  ({} -> {} bytes, {} -> {}){}\n",
                 x.path,
                 x.size,
                 y.size,
                 short(&x.sha256),
-                short(&y.sha256)
+                short(&y.sha256),
+                unknown.get(&x.path).map(|w| format!("; {w}")).unwrap_or_default()
             ));
+        }
+        for p in &ignored {
+            out.push_str(&format!(
+                "ignored  {p}  (upstream's placeholder dataframe \"Dataframe is disabled\", not data)\n"
+            ));
+        }
+        for s in &same {
+            out.push_str(&format!("same     {}  (other bytes, same content: {})\n", s.path, s.notes.join("; ")));
         }
         if a.source != b.source {
             out.push_str(&format!(
@@ -247,11 +381,15 @@ fn run_diff(d: &DiffArgs) -> Result<ExitCode> {
                 Value::Object(b.source.clone())
             ));
         }
+        let mut rewritten = if same.is_empty() { String::new() } else { format!(", {} with other bytes", same.len()) };
+        if !ignored.is_empty() {
+            rewritten.push_str(&format!(", {} placeholder dataframe(s) ignored", ignored.len()));
+        }
         out.push_str(&if diff.is_empty() {
-            format!("identical: {} entries\n", a.entries.len())
+            format!("identical{}: {} entries{rewritten}\n", if d.content { " content" } else { "" }, a.entries.len())
         } else {
             format!(
-                "{} differences: {} changed, {} added, {} removed (A: {} entries, B: {} entries)\n",
+                "{} differences: {} changed, {} added, {} removed (A: {} entries, B: {} entries{rewritten})\n",
                 diff.changed.len() + diff.added.len() + diff.removed.len(),
                 diff.changed.len(),
                 diff.added.len(),

@@ -23,7 +23,7 @@ _fb__devcluster() {
 
     case "${cmd}" in
         fb__devcluster)
-            opts="-h -V --nodes --replicas --port --data-dir --demo --demo-shard-bytes --dataframes --auth-token --tls-cert --tls-key --tls-client-ca --fault --cluster-name --reset-schema-timestamps --help --version"
+            opts="-h -V --nodes --replicas --port --data-dir --demo --seed-from --demo-shard-bytes --dataframes --auth-token --tls-cert --tls-key --tls-client-ca --fault --cluster-name --keep-schema-timestamps --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -42,6 +42,10 @@ _fb__devcluster() {
                     return 0
                     ;;
                 --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --seed-from)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -61,6 +61,7 @@ always\t'Always a progress line on stderr'
 never\t'No progress'
 json\t'One JSON object per line on stderr per event (started, file, retry, failover, finished)'"
 complete -c fb-manifest -n "__fish_fb_manifest_using_subcommand diff" -l json -d 'Machine-readable output'
+complete -c fb-manifest -n "__fish_fb_manifest_using_subcommand diff" -l content -d 'Compare changed entries by what they hold, not by their bytes: schema without the createdAt/updatedAt stamps (and an int bound of 0 read as unset, as upstream\'s POST /schema does), key stores and idalloc by their keys and values, shards by their bits. For checking a restore against its backup: a FeatureBase restore rewrites those files. Needs the data of both sides (not a manifest file); holds each entry in memory while reading it, up to 256 MiB (larger ones are compared by bytes only)'
 complete -c fb-manifest -n "__fish_fb_manifest_using_subcommand diff" -l tls.skip-verify -d 'Do not verify the server\'s certificate (unsafe; off by default)'
 complete -c fb-manifest -n "__fish_fb_manifest_using_subcommand diff" -s q -l quiet -d 'No progress and no summary line; errors are still printed'
 complete -c fb-manifest -n "__fish_fb_manifest_using_subcommand diff" -s v -l verbose -d 'More detail on stderr: -v retries and failovers, -vv every request'

@@ -297,9 +297,106 @@ fn real_backuptar_imports_into_a_devcluster() {
         }
         assert!(ours[name] == *data, "{name} differs after fb-import of upstream's backuptar");
     }
-    let a: serde_json::Value = serde_json::from_slice(&ours["schema"]).unwrap();
-    let b: serde_json::Value = serde_json::from_slice(&theirs["schema"]).unwrap();
-    assert_eq!(a, b, "schema");
+    // The schema came back as upstream's POST /schema keeps it (the devcluster does what it
+    // does): new timestamps, and users/age's `min: 0` read as unset. Same content otherwise.
+    let out = run("fb-manifest", &["diff", "--content", path_str(&fx.join("backup.tar")), path_str(&exported)], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(code(&out), 0, "diff --content of backuptar and its restore: {text}{}", stderr(&out));
+    assert!(text.contains("same     schema") && text.contains("users/age min 0 -> -9223372036854775808"), "{text}");
+}
+
+/// A devcluster seeded from the real `featurebase backup` directory of a 3-node cluster.
+fn seeded(nodes: usize, replicas: usize) -> fb_devcluster::RunningCluster {
+    fb_devcluster::spawn(fb_devcluster::ClusterConfig {
+        nodes,
+        replicas,
+        seed_from: Some(fixture().join("backup")),
+        dataframes: fb_devcluster::Dataframes::Disabled,
+        ..Default::default()
+    })
+    .expect("seeding a devcluster from the fixture")
+}
+
+#[test]
+fn a_devcluster_seeded_from_the_real_backup_serves_its_files_byte_for_byte() {
+    let fx = fixture();
+    let c = seeded(3, 2);
+    let tmp = tempfile::tempdir().unwrap();
+    let exported = tmp.path().join("seeded.tar");
+    let out = run("fb-export", &["--host", &c.urls()[0], "-q", "--concurrency", "4", "-o", path_str(&exported)], None);
+    assert_eq!(code(&out), 0, "fb-export of the seeded cluster: {}", stderr(&out));
+    let out = run("fb-verify", &["--deep", path_str(&exported)], None);
+    assert_eq!(code(&out), 0, "fb-verify --deep: {}", stderr(&out));
+    // Every real file (schema included) comes back unchanged, in backuptar's order.
+    let ours = data_entries(&exported);
+    let theirs = data_entries(&fx.join("backup.tar"));
+    assert_eq!(ours.keys().collect::<Vec<_>>(), theirs.keys().collect::<Vec<_>>());
+    let differ: Vec<&String> = theirs.iter().filter(|(n, d)| ours[*n] != **d).map(|(n, _)| n).collect();
+    assert!(differ.is_empty(), "the seeded cluster serves other bytes for {differ:?}");
+    // By bytes, only upstream's placeholder dataframes differ; by content, nothing.
+    let out = run("fb-manifest", &["diff", path_str(&fx.join("backup")), path_str(&exported)], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(code(&out), 1, "{text}");
+    assert!(text.lines().filter(|l| l.starts_with("removed")).all(|l| l.contains("/dataframe/")), "{text}");
+    assert!(!text.lines().any(|l| l.starts_with("changed") || l.starts_with("added")), "{text}");
+    let out = run("fb-manifest", &["diff", "--content", path_str(&fx.join("backup")), path_str(&exported)], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(code(&out), 0, "{text}{}", stderr(&out));
+    assert!(text.contains("placeholder dataframe(s) ignored"), "{text}");
+}
+
+#[test]
+fn a_restore_of_real_files_differs_in_bytes_but_not_in_content() {
+    let fx = fixture();
+    let src = seeded(3, 2);
+    let dst = empty(1, 1);
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let a = t.join("a.tar");
+    let out = run("fb-export", &["--host", &src.urls()[0], "-q", "-o", path_str(&a)], None);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = run("fb-import", &["--host", &dst.urls()[0], "-s", path_str(&a)], None);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("warning: the target changed a field bound of the restored schema: users/age min 0"),
+        "fb-import says what POST /schema did to the bounds: {}",
+        stderr(&out)
+    );
+    // Raw: the schema differs (restore-time stamps, the widened bound). Content: nothing.
+    let out = run("fb-manifest", &["diff", path_str(&a), &dst.urls()[0]], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(code(&out), 1, "{text}");
+    let changed: Vec<&str> = text.lines().filter(|l| l.starts_with("changed")).collect();
+    assert!(changed.len() == 1 && changed[0].contains("schema"), "{text}");
+    let out = run("fb-manifest", &["diff", "--content", "--json", path_str(&a), &dst.urls()[0]], None);
+    assert_eq!(code(&out), 0, "{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["identical"], true);
+    assert_eq!(doc["same_content"][0]["path"], "schema", "{doc}");
+
+    // A real difference stays one: a key partition with other keys, in a copy of the fixture.
+    let copy = t.join("backup");
+    copy_dir(&fx.join("backup"), &copy);
+    let parts = copy.join("indexes/users/translate");
+    let mut stores: Vec<PathBuf> = std::fs::read_dir(&parts).unwrap().map(|e| e.unwrap().path()).collect();
+    stores.sort();
+    let donor = stores
+        .iter()
+        .find(|p| {
+            let keys = |p: &Path| fb_core::format::translate::read_store(&std::fs::read(p).unwrap()).unwrap();
+            keys(p) != keys(&stores[0])
+        })
+        .expect("two key partitions with other keys")
+        .clone();
+    std::fs::copy(&donor, &stores[0]).unwrap();
+    let out = run("fb-manifest", &["diff", "--content", path_str(&fx.join("backup")), path_str(&copy)], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(code(&out), 1, "{text}");
+    let changed: Vec<&str> = text.lines().filter(|l| l.starts_with("changed")).collect();
+    assert_eq!(changed.len(), 1, "{text}");
+    assert!(
+        changed[0].contains(&format!("indexes/users/translate/{}", stores[0].file_name().unwrap().to_str().unwrap()))
+    );
 }
 
 /// The entries of a backup tar, without MANIFEST.json and upstream's junk dataframes.

@@ -1,0 +1,261 @@
+//! What an entry *means*, as opposed to its bytes, for `fb-manifest diff --content`.
+//!
+//! A real FeatureBase restore does not serve back the bytes it was sent (measured against
+//! v3.35, see the interop fixture's README):
+//! - `POST /schema` stamps every index and field with a new `createdAt`, and its
+//!   `CreateFieldIfNotExistsWithOptions` reads an int field's `min: 0` or `max: 0` as "unset"
+//!   and stores `-2^63` or `2^63-1` instead;
+//! - every restored bbolt file (key stores, the ID allocator) is rewritten by a new
+//!   transaction: a higher txid, other page numbers, often one page more.
+//!
+//! So a byte diff of a backup against an export of the cluster it was restored into
+//! reports those entries as changed although the data is the same. The content digest of an
+//! entry is the SHA-256 of a canonical form of what it holds:
+//! - `schema`: the JSON with object keys sorted, indexes and fields sorted by name, the
+//!   `createdAt`/`updatedAt` stamps removed, and an int field's `min: 0`/`max: 0` read as the
+//!   bound upstream stores for it (see [`schema_notes`] for how such changes are shown);
+//! - key stores and `idalloc` (bbolt): every bucket's key/value pairs in key order;
+//! - shards (RBF): every bitmap's name and bit positions;
+//! - dataframes: the bytes; upstream's placeholder text is [`Content::Placeholder`], which
+//!   a content diff does not count as an entry.
+//!
+//! Computing it needs the whole file in memory, so files over [`CONTENT_LIMIT`] are not
+//! compared by content (they are reported as such, never as equal).
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::format::{bolt, rbf};
+use crate::layout::EntryKind;
+
+/// Largest entry whose content digest is computed.
+pub const CONTENT_LIMIT: u64 = 256 << 20;
+
+/// The content digest of one entry, or why there is none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content {
+    /// SHA-256 of the canonical form.
+    Digest([u8; 32]),
+    /// Not computed (too large, or the file does not decode); the reason in words.
+    Unknown(String),
+    /// Not data at all: upstream's placeholder dataframe (the text "Dataframe is disabled"
+    /// that `featurebase backup` saves when dataframes are off).
+    Placeholder,
+}
+
+impl Content {
+    /// Whether both are digests and equal.
+    pub fn same_as(&self, other: &Content) -> bool {
+        matches!((self, other), (Content::Digest(a), Content::Digest(b)) if a == b)
+    }
+}
+
+/// Field option values upstream stores in place of an int field's `min: 0` / `max: 0` when a
+/// schema is applied with `POST /schema`.
+const UNSET_MIN: i64 = i64::MIN;
+const UNSET_MAX: i64 = i64::MAX;
+
+/// The content digest of an entry of `kind` holding `data`.
+pub fn digest(kind: EntryKind, data: &[u8]) -> Content {
+    if data.len() as u64 > CONTENT_LIMIT {
+        return Content::Unknown(format!("larger than {} MiB", CONTENT_LIMIT >> 20));
+    }
+    let mut h = Sha256::new();
+    let result: Result<(), String> = match kind {
+        EntryKind::Schema => canonical_schema(data).map(|v| h.update(canonical_json(&v).as_bytes())),
+        EntryKind::IndexKeys | EntryKind::FieldKeys | EntryKind::Idalloc => {
+            bolt::read_db(data).map_err(|p| format!("not a readable bbolt file ({p})")).map(|db| {
+                for (bucket, pairs) in db {
+                    h.update(b"bucket\0");
+                    frame(&mut h, &bucket);
+                    for (k, v) in pairs {
+                        frame(&mut h, &k);
+                        frame(&mut h, &v);
+                    }
+                }
+            })
+        }
+        EntryKind::Shard => rbf::read_bitmaps(data).map_err(|p| format!("not a readable RBF file ({p})")).map(|maps| {
+            for (name, bits) in maps {
+                frame(&mut h, name.as_bytes());
+                h.update((bits.len() as u64).to_be_bytes());
+                for b in bits {
+                    h.update(b.to_be_bytes());
+                }
+            }
+        }),
+        EntryKind::Dataframe if !crate::format::is_dataframe(data) => return Content::Placeholder,
+        EntryKind::Dataframe => {
+            h.update(data);
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => Content::Digest(h.finalize().into()),
+        Err(why) => Content::Unknown(why),
+    }
+}
+
+/// Length-prefixed bytes, so that concatenations cannot collide.
+fn frame(h: &mut Sha256, bytes: &[u8]) {
+    h.update((bytes.len() as u64).to_be_bytes());
+    h.update(bytes);
+}
+
+/// The schema with what a restore rewrites made canonical (see the module docs).
+fn canonical_schema(data: &[u8]) -> Result<Value, String> {
+    let mut v: Value = serde_json::from_slice(data).map_err(|e| format!("schema is not JSON ({e})"))?;
+    if let Some(indexes) = v.get_mut("indexes").and_then(Value::as_array_mut) {
+        indexes.sort_by(|a, b| name_of(a).cmp(name_of(b)));
+        for index in indexes.iter_mut() {
+            strip_stamps(index);
+            if let Some(fields) = index.get_mut("fields").and_then(Value::as_array_mut) {
+                fields.sort_by(|a, b| name_of(a).cmp(name_of(b)));
+                for field in fields.iter_mut() {
+                    strip_stamps(field);
+                    if let Some(opts) = field.get_mut("options").and_then(Value::as_object_mut) {
+                        if matches!(opts.get("type").and_then(Value::as_str), Some("int" | "timestamp")) {
+                            for (key, unset) in [("min", UNSET_MIN), ("max", UNSET_MAX)] {
+                                if opts.get(key).and_then(Value::as_i64) == Some(0) {
+                                    opts.insert(key.into(), unset.into());
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(v)
+}
+
+fn name_of(v: &Value) -> &str {
+    v.get("name").and_then(Value::as_str).unwrap_or("")
+}
+
+fn strip_stamps(v: &mut Value) {
+    if let Some(o) = v.as_object_mut() {
+        o.shift_remove("createdAt");
+        o.shift_remove("updatedAt");
+    }
+}
+
+/// JSON with object keys sorted at every level.
+fn canonical_json(v: &Value) -> String {
+    match v {
+        Value::Object(o) => {
+            let mut keys: Vec<&String> = o.keys().collect();
+            keys.sort();
+            let parts: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{}:{}", Value::from(k.as_str()), canonical_json(&o[k.as_str()])))
+                .collect();
+            format!("{{{}}}", parts.join(","))
+        }
+        Value::Array(a) => format!("[{}]", a.iter().map(canonical_json).collect::<Vec<_>>().join(",")),
+        other => other.to_string(),
+    }
+}
+
+/// How two schemas with the same content digest differ, in words, one line per kind of
+/// rewrite (for the diff report). Empty when the bytes differ only in layout.
+pub fn schema_notes(a: &[u8], b: &[u8]) -> Vec<String> {
+    let (stamps, bounds) = compare_schemas(a, b);
+    let mut notes = Vec::new();
+    if stamps > 0 {
+        notes.push(format!("{stamps} createdAt/updatedAt stamp(s) differ (POST /schema stamps the restore time)"));
+    }
+    if !bounds.is_empty() {
+        notes.push(format!(
+            "int bounds read as unset: {} (upstream's POST /schema stores 0 as -2^63 or 2^63-1; the restored field accepts the wider range)",
+            bounds.join(", ")
+        ));
+    }
+    notes
+}
+
+/// The int and timestamp field bounds that differ between two schemas, as
+/// `index/field min A -> B`, for fields present in both.
+pub fn bound_changes(a: &[u8], b: &[u8]) -> Vec<String> {
+    compare_schemas(a, b).1
+}
+
+/// (stamps that differ, bound changes) between fields and indexes present in both.
+fn compare_schemas(a: &[u8], b: &[u8]) -> (usize, Vec<String>) {
+    let (Ok(a), Ok(b)) = (serde_json::from_slice::<Value>(a), serde_json::from_slice::<Value>(b)) else {
+        return (0, Vec::new());
+    };
+    let mut stamps = 0usize;
+    let mut bounds = Vec::new();
+    let list = |v: &Value, key: &str| v.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
+    let stamp_diffs =
+        |x: &Value, y: &Value| ["createdAt", "updatedAt"].iter().filter(|k| x.get(**k) != y.get(**k)).count();
+    for ia in list(&a, "indexes") {
+        let Some(ib) = list(&b, "indexes").into_iter().find(|x| name_of(x) == name_of(&ia)) else { continue };
+        stamps += stamp_diffs(&ia, &ib);
+        let fields_b = list(&ib, "fields");
+        for fa in list(&ia, "fields") {
+            let Some(fb) = fields_b.iter().find(|x| name_of(x) == name_of(&fa)) else { continue };
+            stamps += stamp_diffs(&fa, fb);
+            for key in ["min", "max"] {
+                let (x, y) = (&fa["options"][key], &fb["options"][key]);
+                if x != y {
+                    bounds.push(format!("{}/{} {key} {x} -> {y}", name_of(&ia), name_of(&fa)));
+                }
+            }
+        }
+    }
+    (stamps, bounds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCHEMA: &str = r#"{"indexes":[{"name":"u","createdAt":1,"options":{"keys":true},"fields":[
+        {"name":"b","createdAt":2,"options":{"type":"set","keys":false}},
+        {"name":"age","createdAt":3,"options":{"type":"int","min":0,"max":150}}]}]}"#;
+
+    #[test]
+    fn schema_content_ignores_stamps_order_and_the_unset_bound_rewrite() {
+        let restored = r#"{"indexes":[{"options":{"keys":true},"name":"u","createdAt":99,"updatedAt":7,"fields":[
+            {"name":"age","createdAt":98,"options":{"max":150,"type":"int","min":-9223372036854775808}},
+            {"name":"b","createdAt":97,"options":{"keys":false,"type":"set"}}]}]}"#;
+        let a = digest(EntryKind::Schema, SCHEMA.as_bytes());
+        let b = digest(EntryKind::Schema, restored.as_bytes());
+        assert!(a.same_as(&b));
+        let notes = schema_notes(SCHEMA.as_bytes(), restored.as_bytes());
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(notes[1].contains("u/age min 0 -> -9223372036854775808"), "{notes:?}");
+    }
+
+    #[test]
+    fn real_schema_changes_change_the_digest() {
+        let a = digest(EntryKind::Schema, SCHEMA.as_bytes());
+        for changed in [
+            SCHEMA.replace("\"max\":150", "\"max\":151"),
+            SCHEMA.replace("\"keys\":true", "\"keys\":false"),
+            SCHEMA.replace("\"name\":\"b\"", "\"name\":\"c\""),
+            SCHEMA.replace("\"min\":0", "\"min\":-5"),
+        ] {
+            assert!(!a.same_as(&digest(EntryKind::Schema, changed.as_bytes())), "{changed}");
+        }
+        assert!(matches!(digest(EntryKind::Schema, b"{nope"), Content::Unknown(_)));
+    }
+
+    #[test]
+    fn bbolt_content_is_the_key_values() {
+        use crate::format::translate::write_store;
+        let keys = vec![("a".to_string(), 1u64), ("b".to_string(), 2)];
+        let mut one = Vec::new();
+        write_store(&mut one, &keys).unwrap();
+        // The key order given to the writer does not matter to the content.
+        let mut two = Vec::new();
+        write_store(&mut two, &[keys[1].clone(), keys[0].clone()]).unwrap();
+        assert!(digest(EntryKind::IndexKeys, &one).same_as(&digest(EntryKind::IndexKeys, &two)));
+        let mut other = Vec::new();
+        write_store(&mut other, &[("a".to_string(), 1), ("c".to_string(), 2)]).unwrap();
+        assert!(!digest(EntryKind::IndexKeys, &one).same_as(&digest(EntryKind::IndexKeys, &other)));
+        assert!(matches!(digest(EntryKind::FieldKeys, b"junk"), Content::Unknown(_)));
+    }
+}
