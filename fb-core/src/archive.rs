@@ -211,16 +211,18 @@ pub fn decompress<'a, R: Read + 'a>(mut input: R) -> Result<(Compression, Box<dy
     let n = read_full(&mut input, &mut magic).map_err(|e| Error::io("reading the input", e))?;
     let head = &magic[..n];
     let rejoined = io::Cursor::new(head.to_vec()).chain(input);
-    let buffered = BufReader::with_capacity(1 << 20, rejoined);
     if head.starts_with(&[0x28, 0xB5, 0x2F, 0xFD]) {
-        let d = zstd::stream::read::Decoder::with_buffer(buffered)
+        let d = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(1 << 20, rejoined))
             .map_err(|e| Error::io("starting the zstd decoder", e))?;
         Ok((Compression::Zstd, Box::new(d)))
     } else if head.starts_with(&[0x1F, 0x8B]) {
-        let gz = flate2::read::MultiGzDecoder::new(buffered);
+        let gz = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, rejoined));
         Ok((Compression::Gzip, Box::new(BufReader::with_capacity(1 << 20, gz))))
     } else {
-        Ok((Compression::None, Box::new(buffered)))
+        // A plain stream: tar headers are read through the buffer, while the large reads of
+        // entry data (256 KiB and up) bypass it and land in the caller's buffer directly.
+        // A 1 MiB buffer here copied every byte once more (5% of fb-import's CPU time).
+        Ok((Compression::None, Box::new(BufReader::with_capacity(64 << 10, rejoined))))
     }
 }
 

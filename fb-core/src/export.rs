@@ -251,8 +251,8 @@ async fn estimate_bytes(client: &ClusterClient, nodes: &[Node], replicas: usize)
 enum Piece {
     /// The file exists and holds exactly this many bytes.
     Begin(u64),
-    /// The next bytes.
-    Data(Bytes),
+    /// The next bytes, holding their share of the file's in-flight budget until written.
+    Data(Bytes, BudgetPermit),
     /// The source changed after `written` bytes were sent: the next `written` bytes repeat
     /// them and must match before the rest follows.
     Restart { written: u64, node: String },
@@ -271,8 +271,25 @@ enum AbsentReason {
     DataframesDisabled,
 }
 
-/// Pieces buffered per file in flight: with chunks of at most a few tens of KiB, a few MiB.
+/// Pieces buffered per file in flight (a bound on the channel; bytes are bounded below).
 const PIECES_PER_FILE: usize = 64;
+
+/// Bytes fetched but not yet written, per file in flight: memory stays below
+/// `--concurrency` × this, whatever the chunk sizes the HTTP stack hands over.
+const BYTES_PER_FILE: usize = 4 << 20;
+/// The budget is counted in units of this many bytes (a semaphore permit each).
+const BUDGET_UNIT: usize = 4096;
+
+/// A chunk's share of its file's in-flight budget; returned when dropped.
+type BudgetPermit = tokio::sync::OwnedSemaphorePermit;
+
+/// Wait until the file's budget has room for `chunk`, then send it to the writer. A chunk
+/// larger than the whole budget waits for all of it.
+async fn send_data(tx: &mpsc::Sender<Piece>, budget: &Arc<Semaphore>, chunk: Bytes) -> std::result::Result<(), ()> {
+    let units = chunk.len().div_ceil(BUDGET_UNIT).clamp(1, BYTES_PER_FILE / BUDGET_UNIT) as u32;
+    let permit = budget.clone().acquire_many_owned(units).await.map_err(|_| ())?;
+    tx.send(Piece::Data(chunk, permit)).await.map_err(|_| ())
+}
 
 /// Run the export into `out` (a tar stream); `out` is returned on success, after the
 /// manifest and the end-of-archive marker were written and flushed. On failure nothing more
@@ -318,7 +335,7 @@ pub async fn export<W: Write + Send + 'static>(
         let e = entry.clone();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         tasks.push(tokio::spawn(async move {
-            fetch_entry(&c, &e, &tx).await;
+            fetch_entry(&c, &e, &tx, &Arc::new(Semaphore::new(BYTES_PER_FILE / BUDGET_UNIT))).await;
             drop(permit);
             let _ = done_tx.send(());
         }));
@@ -393,7 +410,7 @@ fn write_archive<W: Write>(
                     debug_assert_eq!(w, written);
                     verify = Some((written, Sha256::new(), node));
                 }
-                Piece::Data(mut data) => {
+                Piece::Data(mut data, _budget) => {
                     if let Some((left, h, node)) = verify.as_mut() {
                         let take = (*left).min(data.len() as u64) as usize;
                         h.update(&data[..take]);
@@ -450,7 +467,7 @@ struct OwnerFailure {
 }
 
 /// Fetch one file, failing over between its owners, and send it to the writer.
-async fn fetch_entry(client: &ClusterClient, entry: &PlannedEntry, tx: &mpsc::Sender<Piece>) {
+async fn fetch_entry(client: &ClusterClient, entry: &PlannedEntry, tx: &mpsc::Sender<Piece>, budget: &Arc<Semaphore>) {
     let name = entry.path.to_string();
     let mut begun: Option<u64> = None;
     let mut written = 0u64;
@@ -459,7 +476,7 @@ async fn fetch_entry(client: &ClusterClient, entry: &PlannedEntry, tx: &mpsc::Se
     let owners = client.prefer_live(&entry.owners);
     for (i, node) in owners.iter().enumerate() {
         tried.push(node.uri.authority());
-        let result = fetch_from(client, entry, node, &mut begun, &mut written, tx).await;
+        let result = fetch_from(client, entry, node, &mut begun, &mut written, tx, budget).await;
         let failure = match result {
             Ok(Some(reason)) if entry.optional => {
                 let _ = tx.send(Piece::Absent(reason)).await;
@@ -505,6 +522,7 @@ async fn fetch_from(
     begun: &mut Option<u64>,
     written: &mut u64,
     tx: &mpsc::Sender<Piece>,
+    budget: &Arc<Semaphore>,
 ) -> std::result::Result<Option<AbsentReason>, OwnerFailure> {
     let name = entry.path.to_string();
     let at = node.uri.authority();
@@ -612,7 +630,7 @@ async fn fetch_from(
             ))));
         }
         let chunk = send(Bytes::from(prefix), &mut received, written);
-        tx.send(Piece::Data(chunk)).await.map_err(|_| writer_gone())?;
+        send_data(tx, budget, chunk).await.map_err(|_| writer_gone())?;
     }
     while !ended {
         match body.next().await {
@@ -623,7 +641,7 @@ async fn fetch_from(
                     ))));
                 }
                 let chunk = send(chunk, &mut received, written);
-                tx.send(Piece::Data(chunk)).await.map_err(|_| writer_gone())?;
+                send_data(tx, budget, chunk).await.map_err(|_| writer_gone())?;
             }
             Some(Err(e)) => {
                 return Err(fail(

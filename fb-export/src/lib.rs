@@ -72,6 +72,7 @@ pub struct Cli {
 
 /// Run fb-export with parsed flags; returns the exit code.
 pub fn run(cli: Cli) -> ExitCode {
+    fb_cli::grow_pipes();
     let reporter = Reporter::new("fb-export", &cli.report);
     match run_inner(&cli, &reporter) {
         Ok(summary) => {
@@ -80,6 +81,27 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Err(e) => fb_cli::fail("fb-export", &e),
     }
+}
+
+/// Output buffer. Body chunks at least this large bypass it and go to the file or pipe
+/// directly (one copy fewer: the copy into a 1 MiB buffer was 10% of fb-export's CPU time);
+/// tar headers and small chunks are gathered.
+const OUT_BUF: usize = 64 << 10;
+
+/// The export into `out`, or an interruption (SIGINT/SIGTERM) reported as `interrupted`.
+fn run_export<W: Write + Send + 'static>(
+    rt: &tokio::runtime::Runtime,
+    client: &Arc<ClusterClient>,
+    opts: &fb_core::export::ExportOptions,
+    out: W,
+    interrupted: &'static str,
+) -> Result<(W, fb_core::export::ExportSummary)> {
+    rt.block_on(async {
+        tokio::select! {
+            r = export(client.clone(), opts, out) => r,
+            _ = fb_cli::interrupted() => Err(Error::interrupted(interrupted)),
+        }
+    })
 }
 
 fn run_inner(cli: &Cli, reporter: &Arc<Reporter>) -> Result<fb_core::export::ExportSummary> {
@@ -94,14 +116,8 @@ fn run_inner(cli: &Cli, reporter: &Arc<Reporter>) -> Result<fb_core::export::Exp
         Some(path) => {
             let file = AtomicFile::create(path, !cli.no_sync)?;
             let temp = file.temp_path();
-            let out = BufWriter::with_capacity(1 << 20, file);
-            let result = rt.block_on(async {
-                tokio::select! {
-                    r = export(client, &opts, out) => r,
-                    _ = fb_cli::interrupted() => Err(Error::interrupted("interrupted; the partial file was removed")),
-                }
-            });
-            match result {
+            let out = BufWriter::with_capacity(OUT_BUF, file);
+            match run_export(&rt, &client, &opts, out, "interrupted; the partial file was removed") {
                 Ok((out, summary)) => {
                     let file = out.into_inner().map_err(|e| Error::io("flushing the archive", e.into_error()))?;
                     file.commit()?;
@@ -115,14 +131,9 @@ fn run_inner(cli: &Cli, reporter: &Arc<Reporter>) -> Result<fb_core::export::Exp
             }
         }
         None => {
-            let out = BufWriter::with_capacity(1 << 20, fb_cli::stdout_file()?);
-            let result = rt.block_on(async {
-                tokio::select! {
-                    r = export(client, &opts, out) => r,
-                    _ = fb_cli::interrupted() => Err(Error::interrupted("interrupted; the output is incomplete (no manifest)")),
-                }
-            });
-            let (mut out, summary) = result?;
+            let out = BufWriter::with_capacity(OUT_BUF, fb_cli::stdout_file()?);
+            let (mut out, summary) =
+                run_export(&rt, &client, &opts, out, "interrupted; the output is incomplete (no manifest)")?;
             out.flush().map_err(|e| Error::io("flushing stdout", e))?;
             Ok(summary)
         }

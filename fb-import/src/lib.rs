@@ -80,6 +80,7 @@ pub struct Cli {
 
 /// Run fb-import with parsed flags; returns the exit code.
 pub fn run(cli: Cli) -> ExitCode {
+    fb_cli::grow_pipes();
     let reporter = Reporter::new("fb-import", &cli.report);
     match run_inner(&cli, &reporter) {
         Ok(s) => {

@@ -138,6 +138,7 @@ pub fn parse() -> Cli {
 
 /// Run fb-manifest with parsed flags; returns the exit code.
 pub fn run(cli: Cli) -> ExitCode {
+    fb_cli::grow_pipes();
     let result = match &cli.command {
         Some(Command::Diff(d)) => run_diff(d),
         None => run_print(&cli.print),

@@ -66,6 +66,7 @@ pub struct Cli {
 
 /// Run fb-verify with parsed flags; returns the exit code.
 pub fn run(cli: Cli) -> ExitCode {
+    fb_cli::grow_pipes();
     let reporter = Reporter::new("fb-verify", &cli.report);
     let started = std::time::Instant::now();
     let external = match cli.manifest.as_deref().map(read_manifest_file).transpose() {

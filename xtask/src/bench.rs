@@ -80,6 +80,8 @@ struct Usage {
     max_rss_kib: u64,
     /// Bytes the process caused to be written to storage (not to pipes or /dev/null).
     write_bytes: u64,
+    /// CPU time, user plus system, seconds.
+    cpu_secs: f64,
 }
 
 /// A child process that is killed and reaped when dropped, unless it was reaped already.
@@ -130,6 +132,7 @@ impl Guarded {
         let usage = Usage {
             max_rss_kib: u64::try_from(ru.ru_maxrss).unwrap_or(0),
             write_bytes: u64::try_from(ru.ru_oublock).unwrap_or(0) * 512,
+            cpu_secs: [ru.ru_utime, ru.ru_stime].iter().map(|t| t.tv_sec as f64 + t.tv_usec as f64 / 1e6).sum(),
         };
         if timed_out {
             bail!("{} did not finish within {:?}{}", self.name, limit, self.log_tail());
@@ -315,12 +318,15 @@ struct Best {
     secs: f64,
     rss_kib: u64,
     write_bytes: u64,
+    /// CPU seconds (all commands of the pipeline) of the fastest run.
+    cpu_secs: f64,
 }
 
 impl Best {
     fn add(&mut self, run: &Run) {
         if self.secs == 0.0 || run.secs < self.secs {
             self.secs = run.secs;
+            self.cpu_secs = run.usage.iter().map(|u| u.cpu_secs).sum();
         }
         self.rss_kib = self.rss_kib.max(run.max_rss_kib());
         self.write_bytes = self.write_bytes.max(run.usage.iter().map(|u| u.write_bytes).sum());
@@ -420,8 +426,12 @@ struct Report {
     archive_bytes: u64,
     scaling: Vec<String>,
     export_ratio: f64,
+    /// Export against a fetch that also hashes every byte once (curl | openssl dgst).
+    export_hash_ratio: Option<f64>,
     verify_ratio: f64,
     core_source: String,
+    /// How the CPU time of the export compares with its least possible work.
+    cpu: Vec<String>,
 }
 
 const LEVELS: [usize; 3] = [1, 2, 4];
@@ -483,6 +493,46 @@ fn measure(b: &mut Bench, started: Instant) -> Result<Report> {
         }
     }
     let export_ratio = export_c1.1.secs / export_c1.0.secs;
+
+    // The same fetch plus the one SHA-256 pass over every byte that the manifest needs:
+    // what fb-export must do at the least, done by curl and openssl in two processes.
+    let have_openssl = Command::new("openssl").arg("version").output().is_ok_and(|o| o.status.success());
+    let (sha_bps, sha_source) = one_core_sha256()?;
+    let mut export_hash_ratio = None;
+    let mut cpu = Vec::new();
+    if have_openssl {
+        note(started, &format!("export vs curl | openssl dgst -sha256 (fetch and hash once), {reps} runs each"));
+        let (mut ours, mut base) = (Best::default(), Best::default());
+        for _ in 0..reps {
+            let mut cmd = b.tool("fb-export");
+            cmd.args(["--host", &host, "-q"]);
+            ours.add(&b.run_to_null(cmd)?);
+            let mut dgst = Command::new("openssl");
+            dgst.args(["dgst", "-sha256"]);
+            base.add(&b.pipeline(vec![curl_get(&get_cfg, 1), dgst], Stdio::null(), Stdio::null())?);
+        }
+        rows.push(Row::throughput(
+            "export vs fetch + hash once",
+            archive_bytes,
+            &ours,
+            &base,
+            "curl|openssl dgst",
+            Goal::None,
+        ));
+        export_hash_ratio = Some(base.secs / ours.secs);
+        cpu.push(format!(
+            "export c=1 CPU time (user+sys): fb-export {:.2} s, curl {:.2} s, curl|openssl dgst {:.2} s; \
+             SHA-256 of the archive alone takes {:.2} s of one core ({} at {:.0} MB/s)",
+            ours.cpu_secs,
+            export_c1.1.cpu_secs,
+            base.cpu_secs,
+            archive_bytes as f64 / sha_bps,
+            sha_source,
+            sha_bps / 1e6
+        ));
+    } else {
+        eprintln!("bench: openssl not found; the fetch-and-hash baseline is not measured");
+    }
 
     note(started, &format!("pipeline: fb-export | fb-verify vs curl | cat, {reps} runs each"));
     let (mut ours, mut base) = (Best::default(), Best::default());
@@ -639,7 +689,7 @@ fn measure(b: &mut Bench, started: Instant) -> Result<Report> {
         rss: String::new(),
     });
 
-    Ok(Report { rows, archive_bytes, scaling, export_ratio, verify_ratio, core_source })
+    Ok(Report { rows, archive_bytes, scaling, export_ratio, export_hash_ratio, verify_ratio, core_source, cpu })
 }
 
 /// `curl` fetching the URLs of `cfg` to stdout, `c` at a time, in list order.
@@ -853,6 +903,9 @@ fn print_report(b: &Bench, r: &Report, started: Instant, root: &Path) {
     for s in &r.scaling {
         let _ = writeln!(out, "scaling: {s}");
     }
+    for s in &r.cpu {
+        let _ = writeln!(out, "cpu: {s}");
+    }
     let _ = writeln!(
         out,
         "one-core SHA-256 from {}; peak RSS is fbkit's (max over its runs, from wait4); bench took {:.0} s",
@@ -861,8 +914,9 @@ fn print_report(b: &Bench, r: &Report, started: Instant, root: &Path) {
     );
     let _ = writeln!(
         out,
-        "summary: export {:.2}\u{d7} curl, verify {:.2}\u{d7} of one SHA-256 core (commit {})",
+        "summary: export {:.2}\u{d7} curl{}, verify {:.2}\u{d7} of one SHA-256 core (commit {})",
         r.export_ratio,
+        r.export_hash_ratio.map(|x| format!(" ({x:.2}\u{d7} curl|openssl dgst)")).unwrap_or_default(),
         r.verify_ratio,
         commit(root)
     );
