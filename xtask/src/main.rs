@@ -1,9 +1,11 @@
 //! Project chores: `cargo xtask man` regenerates the man pages and shell completions from the
 //! clap definitions; `cargo xtask man --check` fails when the committed ones differ (CI).
 //! `cargo xtask bench` measures the release binaries against same-run baselines (not part of
-//! the test run).
+//! the test run); `cargo xtask bench-upstream` against FeatureBase's own backuptar and
+//! restoretar on a real cluster (with a featurebase binary you built).
 
 mod bench;
+mod upstream;
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +31,9 @@ enum Task {
     /// Build the release binaries, start fb-devcluster with large demo shards, and print
     /// throughput, memory and no-spill figures against baselines measured in the same run
     Bench(bench::BenchArgs),
+    /// Side by side with FeatureBase's own backuptar and restoretar on the same real cluster
+    /// (needs a featurebase binary you built: --featurebase PATH or FEATUREBASE_BIN)
+    BenchUpstream(upstream::UpstreamArgs),
 }
 
 const EXIT_STATUS: &str = r#".SH "EXIT STATUS"
@@ -191,6 +196,7 @@ fn main() -> Result<()> {
     let root = workspace.join("man");
     match cli.task {
         Task::Bench(args) => return bench::run(workspace, args),
+        Task::BenchUpstream(args) => return upstream::run(workspace, args),
         Task::Man { check } => {
             let mut stale = Vec::new();
             for (rel, bytes) in generated()? {
