@@ -629,11 +629,14 @@ fn measure(b: &mut Bench, started: Instant) -> Result<Report> {
     for c in LEVELS {
         note(started, &format!("import --concurrency {c}: fb-import < a.tar vs curl, {reps} runs each"));
         let (mut ours, mut base) = (Best::default(), Best::default());
+        let mut import_server_cpu = 0.0;
         for rep in 0..reps {
             let target = b.start_cluster("import-ours", NODES, REPLICAS, None)?;
             let mut cmd = b.tool("fb-import");
             cmd.args(["--host", target.host(), "-q", "--concurrency", &c.to_string()]);
+            let server_before = target.cpu_secs();
             ours.add(&b.pipeline(vec![cmd], Stdio::from(File::open(&archive)?), Stdio::null())?);
+            import_server_cpu += (target.cpu_secs() - server_before) / f64::from(reps);
             drop(target);
             let target = b.start_cluster("import-curl", NODES, REPLICAS, None)?;
             base.add(&replay.run(b, &target.urls, c * usize::from(REPLICAS))?);
@@ -648,6 +651,9 @@ fn measure(b: &mut Bench, started: Instant) -> Result<Report> {
             if c == 1 { "import (fb-import < a.tar)".to_string() } else { format!("import --concurrency {c}") };
         let goal = if c == 1 { Goal::AtLeast(0.9) } else { Goal::None };
         rows.push(Row::throughput(&figure, archive_bytes, &ours, &base, "curl", goal));
+        if c == 1 {
+            cpu.push(two_core_bound("import c=1", &ours, import_server_cpu));
+        }
         scaling.push(format!(
             "import c={c}: fbkit {:.0} MB/s, curl {:.0} MB/s (curl runs {} uploads at once: {c} files x {REPLICAS} owners)",
             ours.mbps(archive_bytes),
