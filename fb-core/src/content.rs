@@ -15,21 +15,46 @@
 //!   `createdAt`/`updatedAt` stamps removed, and an int field's `min: 0`/`max: 0` read as the
 //!   bound upstream stores for it (see [`schema_notes`] for how such changes are shown);
 //! - key stores and `idalloc` (bbolt): every bucket's key/value pairs in key order;
-//! - shards (RBF): every bitmap's name and bit positions;
 //! - dataframes: the bytes; upstream's placeholder text is [`Content::Placeholder`], which
-//!   a content diff does not count as an entry.
+//!   a content diff does not count as an entry (any other file that is not Arrow or Parquet
+//!   is damaged, and [`Content::Unknown`]).
 //!
-//! Computing it needs the whole file in memory, so files over [`CONTENT_LIMIT`] are not
-//! compared by content (they are reported as such, never as equal).
+//! Shards (RBF) are compared by their bytes only: a restore keeps them byte for byte
+//! (measured), and decoding a shard into bit positions takes up to 64 times its size in
+//! memory. Computing a digest needs the whole file in memory, and decoding a key store takes
+//! several times its size, so files over [`CONTENT_LIMIT`] are not compared by content
+//! either. Such entries are reported as not compared, never as equal.
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::format::{bolt, rbf};
+use crate::format::bolt;
 use crate::layout::EntryKind;
 
 /// Largest entry whose content digest is computed.
-pub const CONTENT_LIMIT: u64 = 256 << 20;
+pub const CONTENT_LIMIT: u64 = 64 << 20;
+
+/// Whether the content of an entry of `kind` is computed from its whole bytes (the others
+/// need only their SHA-256 and first bytes, see [`digest_from_hash`]).
+pub fn needs_bytes(kind: EntryKind) -> bool {
+    matches!(kind, EntryKind::Schema | EntryKind::IndexKeys | EntryKind::FieldKeys | EntryKind::Idalloc)
+}
+
+/// The content of an entry that [`needs_bytes`] says is not decoded: a dataframe is its
+/// bytes (or upstream's placeholder, told by the whole entry when it is short); a shard is
+/// not compared by content.
+pub fn digest_from_hash(kind: EntryKind, sha256: [u8; 32], size: u64, prefix: &[u8]) -> Content {
+    match kind {
+        EntryKind::Dataframe if size == prefix.len() as u64 && crate::format::is_dataframe_placeholder(prefix) => {
+            Content::Placeholder
+        }
+        EntryKind::Dataframe if !crate::format::is_dataframe(prefix) => {
+            Content::Unknown("not an Arrow or Parquet file (damaged)".into())
+        }
+        EntryKind::Dataframe => Content::Digest(sha256),
+        _ => Content::Unknown("shards are compared by bytes (a restore keeps them byte for byte)".into()),
+    }
+}
 
 /// The content digest of one entry, or why there is none.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,19 +100,8 @@ pub fn digest(kind: EntryKind, data: &[u8]) -> Content {
                 }
             })
         }
-        EntryKind::Shard => rbf::read_bitmaps(data).map_err(|p| format!("not a readable RBF file ({p})")).map(|maps| {
-            for (name, bits) in maps {
-                frame(&mut h, name.as_bytes());
-                h.update((bits.len() as u64).to_be_bytes());
-                for b in bits {
-                    h.update(b.to_be_bytes());
-                }
-            }
-        }),
-        EntryKind::Dataframe if !crate::format::is_dataframe(data) => return Content::Placeholder,
-        EntryKind::Dataframe => {
-            h.update(data);
-            Ok(())
+        EntryKind::Shard | EntryKind::Dataframe => {
+            return digest_from_hash(kind, Sha256::digest(data).into(), data.len() as u64, data)
         }
     };
     match result {
@@ -241,6 +255,17 @@ mod tests {
             assert!(!a.same_as(&digest(EntryKind::Schema, changed.as_bytes())), "{changed}");
         }
         assert!(matches!(digest(EntryKind::Schema, b"{nope"), Content::Unknown(_)));
+    }
+
+    #[test]
+    fn only_upstreams_placeholder_is_not_data() {
+        assert_eq!(digest(EntryKind::Dataframe, b"Dataframe is disabled\n"), Content::Placeholder);
+        assert!(matches!(digest(EntryKind::Dataframe, b"Dataframe is disab"), Content::Unknown(_)));
+        assert!(matches!(digest(EntryKind::Dataframe, b""), Content::Unknown(_)));
+        let arrow = digest(EntryKind::Dataframe, b"ARROW1\0\0data");
+        assert!(arrow.same_as(&digest(EntryKind::Dataframe, b"ARROW1\0\0data")));
+        // Shards are compared by bytes: never "same content" with other bytes.
+        assert!(matches!(digest(EntryKind::Shard, b"whatever"), Content::Unknown(_)));
     }
 
     #[test]

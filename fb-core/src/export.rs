@@ -274,8 +274,10 @@ enum AbsentReason {
 /// Pieces buffered per file in flight (a bound on the channel; bytes are bounded below).
 const PIECES_PER_FILE: usize = 64;
 
-/// Bytes fetched but not yet written, per file in flight: memory stays below
-/// `--concurrency` × this, whatever the chunk sizes the HTTP stack hands over.
+/// Bytes fetched but not yet written, per file in flight, whatever the chunk sizes the HTTP
+/// stack hands over. Files in flight are the `--concurrency` being fetched plus those fetched
+/// and queued for the writer (the order channel holds `--concurrency` + 1), so buffered
+/// bytes stay below (2 × `--concurrency` + 2) × this.
 const BYTES_PER_FILE: usize = 4 << 20;
 /// The budget is counted in units of this many bytes (a semaphore permit each).
 const BUDGET_UNIT: usize = 4096;

@@ -537,9 +537,17 @@ pub async fn import<R: Read + Send + 'static>(
         if let Ok(got) = c.get_json::<serde_json::Value>(c.entry_node(), "/schema").await {
             let got = serde_json::to_vec(&got).unwrap_or_default();
             for change in crate::content::bound_changes(sent_schema, &got) {
-                events.event(Event::Warning(format!(
-                    "the target changed a field bound of the restored schema: {change} (FeatureBase's POST /schema reads a bound of 0 as unset); the data is restored, but the field accepts a wider range than in the backup"
-                )));
+                let widened =
+                    change.ends_with(&format!("0 -> {}", i64::MIN)) || change.ends_with(&format!("0 -> {}", i64::MAX));
+                events.event(Event::Warning(if widened {
+                    format!(
+                        "the target changed a field bound of the restored schema: {change} (FeatureBase's POST /schema reads a bound of 0 as unset); the data is restored, but the field accepts a wider range than in the backup"
+                    )
+                } else {
+                    format!(
+                        "the target's schema has another field bound than the backup's: {change} (the field existed on the target before); restored values outside it may be refused or clipped"
+                    )
+                }));
             }
         }
     }
@@ -574,13 +582,22 @@ async fn begin(
     events: &Events,
 ) -> Result<()> {
     check_declared(cur)?;
-    let junk_dataframe =
-        cur.path.kind() == crate::layout::EntryKind::Dataframe && !crate::format::is_dataframe(&cur.prefix);
+    let is_dataframe_entry = cur.path.kind() == crate::layout::EntryKind::Dataframe;
+    let junk_dataframe = is_dataframe_entry
+        && cur.prefix.len() as u64 == cur.size
+        && crate::format::is_dataframe_placeholder(&cur.prefix);
+    if is_dataframe_entry && !junk_dataframe && !crate::format::is_dataframe(&cur.prefix) {
+        return Err(Error::invalid(format!(
+            "entry {}: not an Arrow or Parquet file, nor upstream's \"Dataframe is disabled\" placeholder ({:?}...): a damaged dataframe",
+            cur.path,
+            String::from_utf8_lossy(&cur.prefix[..cur.prefix.len().min(40)])
+        )));
+    }
     let schema_sent = cur.path == EntryPath::Schema && opts.schema.is_some();
     if junk_dataframe || schema_sent {
         if junk_dataframe {
             events.event(Event::Warning(format!(
-                "{}: not an Arrow or Parquet file ({:?}); upstream saves this when dataframes are disabled; not restored",
+                "{}: upstream's placeholder ({:?}), saved when dataframes are disabled; not data, not restored",
                 cur.path,
                 String::from_utf8_lossy(&cur.prefix[..cur.prefix.len().min(40)])
             )));

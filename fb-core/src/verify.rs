@@ -98,7 +98,8 @@ const MAX_SCHEMA: usize = 64 << 20;
 impl EntryDigest {
     fn new(path: EntryPath, mode: ScanMode) -> Self {
         let checker = mode.deep.then(|| checker_for(path.kind()));
-        let content = (path.kind() == EntryKind::Schema || mode.content).then(Vec::new);
+        let content =
+            (path.kind() == EntryKind::Schema || (mode.content && content::needs_bytes(path.kind()))).then(Vec::new);
         EntryDigest {
             path,
             hasher: Sha256::new(),
@@ -139,17 +140,21 @@ impl EntryDigest {
             problem = declared_length_problem(self.path.kind(), &self.prefix, self.size);
         }
         let kind = self.path.kind();
+        let sha256: [u8; 32] = self.hasher.finalize().into();
         let content = match (&self.content, self.want_content) {
             (_, false) => None,
-            (Some(bytes), true) => Some(content::digest(kind, bytes)),
-            (None, true) => Some(Content::Unknown(format!("larger than {} MiB", CONTENT_LIMIT >> 20))),
+            (_, true) if !content::needs_bytes(kind) => {
+                Some(content::digest_from_hash(kind, sha256, self.size, &self.prefix))
+            }
+            (Some(bytes), true) if !self.too_large => Some(content::digest(kind, bytes)),
+            (_, true) => Some(Content::Unknown(format!("larger than {} MiB", CONTENT_LIMIT >> 20))),
         };
         if let Some(c) = self.content {
             if kind == EntryKind::Schema && c.len() <= MAX_SCHEMA {
                 *schema = Some(c);
             }
         }
-        ScannedEntry { path: self.path, size: self.size, sha256: self.hasher.finalize().into(), problem, content }
+        ScannedEntry { path: self.path, size: self.size, sha256, problem, content }
     }
 }
 

@@ -13,7 +13,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use fb_core::format::is_dataframe;
+use fb_core::format::{is_dataframe, is_dataframe_placeholder};
 use fb_core::layout::{EntryPath, MANIFEST_NAME};
 use fb_core::topology::Placement;
 use serde_json::Value;
@@ -63,9 +63,15 @@ pub fn seed_from(dir: &Path, stores: &[NodeStore], placement: &Placement) -> Res
             EntryPath::FieldKeys { .. } | EntryPath::Idalloc => all.clone(),
             EntryPath::Schema => continue,
         };
-        if matches!(entry, EntryPath::Dataframe { .. }) && !starts_as_dataframe(&file)? {
-            seeded.skipped_dataframes += 1;
-            continue;
+        if matches!(entry, EntryPath::Dataframe { .. }) {
+            let head = head_of(&file)?;
+            if is_dataframe_placeholder(&head) {
+                seeded.skipped_dataframes += 1;
+                continue;
+            }
+            if !is_dataframe(&head) {
+                bail!("--seed-from: {}: not an Arrow or Parquet file, nor upstream's placeholder", file.display());
+            }
         }
         for o in owners {
             let dst = stores[o].path(&entry);
@@ -78,13 +84,14 @@ pub fn seed_from(dir: &Path, stores: &[NodeStore], placement: &Placement) -> Res
     Ok((schema, seeded))
 }
 
-fn starts_as_dataframe(file: &Path) -> Result<bool> {
+/// The first 64 bytes of a file (a placeholder is 22).
+fn head_of(file: &Path) -> Result<Vec<u8>> {
     use std::io::Read;
     let mut head = Vec::new();
     fs::File::open(file)
-        .and_then(|f| f.take(8).read_to_end(&mut head))
+        .and_then(|f| f.take(64).read_to_end(&mut head))
         .with_context(|| format!("--seed-from: reading {}", file.display()))?;
-    Ok(is_dataframe(&head))
+    Ok(head)
 }
 
 /// Regular files under `dir` as (path relative to `root` with `/`, full path). Links and

@@ -57,7 +57,7 @@ manifest is computed from the content and the command fails (exit 1) where the t
 directory, a manifest JSON file, - for stdin, or an http(s):// URL of a live cluster (the cluster flags \
 apply). The source descriptions are shown but are not a difference. With `diff --content`, entries whose \
 bytes differ are compared by what they hold (schema without timestamps, key stores and idalloc by keys and \
-values, shards by bits), for checking a restore against its backup: a FeatureBase restore rewrites those files.",
+values; shards and dataframes by bytes), for checking a restore against its backup: a FeatureBase restore rewrites those files.",
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
@@ -106,10 +106,11 @@ pub struct DiffArgs {
     pub json: bool,
     /// Compare changed entries by what they hold, not by their bytes: schema without the
     /// createdAt/updatedAt stamps (and an int bound of 0 read as unset, as upstream's
-    /// POST /schema does), key stores and idalloc by their keys and values, shards by their
-    /// bits. For checking a restore against its backup: a FeatureBase restore rewrites those
-    /// files. Needs the data of both sides (not a manifest file); holds each entry in memory
-    /// while reading it, up to 256 MiB (larger ones are compared by bytes only)
+    /// POST /schema does), key stores and idalloc by their keys and values; shards and
+    /// dataframes stay compared by bytes (a restore keeps them). For checking a restore
+    /// against its backup: a FeatureBase restore rewrites the schema and the key stores.
+    /// Needs the data of both sides (not a manifest file); holds a schema, key store or
+    /// idalloc in memory while reading it, up to 64 MiB (larger ones are compared by bytes)
     #[arg(long)]
     pub content: bool,
     #[command(flatten)]

@@ -80,6 +80,13 @@ pub fn is_dataframe(prefix: &[u8]) -> bool {
     prefix.starts_with(b"ARROW1") || prefix.starts_with(b"PAR1")
 }
 
+/// Whether a whole dataframe entry is upstream's placeholder: the text "Dataframe is
+/// disabled" (with its newline) that `featurebase backup` saves when dataframes are off.
+/// Anything else that is not Arrow or Parquet is a damaged file, not a placeholder.
+pub fn is_dataframe_placeholder(data: &[u8]) -> bool {
+    data.trim_ascii() == b"Dataframe is disabled"
+}
+
 /// A streaming structural check: feed the file's bytes in order, then ask for the verdict.
 /// Memory stays bounded whatever the file size.
 pub trait Checker: Send {

@@ -443,6 +443,23 @@ fn import_accepts_a_tarred_backup_directory_in_any_order() {
     assert!(stderr(&out).contains("Dataframe is disabled"), "the junk dataframe is named: {}", stderr(&out));
     let b = export(&url, &[]);
     same_entries(&a, &b);
+    // A dataframe that is neither Arrow/Parquet nor that exact placeholder is damaged data,
+    // refused, not skipped.
+    let dst = empty(1, 1);
+    let url = dst.urls()[0].clone();
+    let out = sh(
+        &format!(
+            "printf 'Dataframe is disab' > d/indexes/events/dataframe/0001 && tar -C d -cf bad.tar . && \
+             fb-import --host {url} -s bad.tar --no-manifest"
+        ),
+        dir.path(),
+    );
+    assert_eq!(code(&out), 65, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("indexes/events/dataframe/0001") && stderr(&out).contains("damaged"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
