@@ -368,6 +368,23 @@ fn keep_freed_memory() {
     }
 }
 
+/// Run `fb_core::export::export` into `out` on `rt`, or stop on SIGINT/SIGTERM with an
+/// interruption error saying `interrupted` (what became of the output).
+pub fn export_until_interrupted<W: std::io::Write + Send + 'static>(
+    rt: &tokio::runtime::Runtime,
+    client: &std::sync::Arc<fb_core::client::ClusterClient>,
+    opts: &fb_core::export::ExportOptions,
+    out: W,
+    interrupted: &'static str,
+) -> Result<(W, fb_core::export::ExportSummary)> {
+    rt.block_on(async {
+        tokio::select! {
+            r = fb_core::export::export(client.clone(), opts, out) => r,
+            _ = self::interrupted() => Err(Error::interrupted(interrupted)),
+        }
+    })
+}
+
 /// Resolves when SIGINT or SIGTERM arrives.
 pub async fn interrupted() {
     use tokio::signal::unix::{signal, SignalKind};

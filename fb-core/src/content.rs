@@ -180,6 +180,7 @@ pub fn schema_notes(a: &[u8], b: &[u8]) -> Vec<String> {
         notes.push(format!("{stamps} createdAt/updatedAt stamp(s) differ (POST /schema stamps the restore time)"));
     }
     if !bounds.is_empty() {
+        let bounds: Vec<String> = bounds.iter().map(BoundChange::to_string).collect();
         notes.push(format!(
             "int bounds read as unset: {} (upstream's POST /schema stores 0 as -2^63 or 2^63-1; the restored field accepts the wider range)",
             bounds.join(", ")
@@ -188,14 +189,40 @@ pub fn schema_notes(a: &[u8], b: &[u8]) -> Vec<String> {
     notes
 }
 
-/// The int and timestamp field bounds that differ between two schemas, as
-/// `index/field min A -> B`, for fields present in both.
-pub fn bound_changes(a: &[u8], b: &[u8]) -> Vec<String> {
+/// A field bound (`min` or `max`) that differs between two schemas.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoundChange {
+    /// `index/field`.
+    pub field: String,
+    /// `min` or `max`.
+    pub key: &'static str,
+    /// The value in the first schema.
+    pub from: Value,
+    /// The value in the second.
+    pub to: Value,
+}
+
+impl BoundChange {
+    /// Whether this is upstream's rewrite: a bound of 0 stored as -2^63 (min) or 2^63-1 (max).
+    pub fn is_zero_read_as_unset(&self) -> bool {
+        let unset = if self.key == "min" { Value::from(UNSET_MIN) } else { Value::from(UNSET_MAX) };
+        self.from.as_f64() == Some(0.0) && self.to == unset
+    }
+}
+
+impl std::fmt::Display for BoundChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} {} -> {}", self.field, self.key, self.from, self.to)
+    }
+}
+
+/// The field bounds that differ between two schemas, for fields present in both.
+pub fn bound_changes(a: &[u8], b: &[u8]) -> Vec<BoundChange> {
     compare_schemas(a, b).1
 }
 
 /// (stamps that differ, bound changes) between fields and indexes present in both.
-fn compare_schemas(a: &[u8], b: &[u8]) -> (usize, Vec<String>) {
+fn compare_schemas(a: &[u8], b: &[u8]) -> (usize, Vec<BoundChange>) {
     let (Ok(a), Ok(b)) = (serde_json::from_slice::<Value>(a), serde_json::from_slice::<Value>(b)) else {
         return (0, Vec::new());
     };
@@ -204,17 +231,23 @@ fn compare_schemas(a: &[u8], b: &[u8]) -> (usize, Vec<String>) {
     let list = |v: &Value, key: &str| v.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
     let stamp_diffs =
         |x: &Value, y: &Value| ["createdAt", "updatedAt"].iter().filter(|k| x.get(**k) != y.get(**k)).count();
+    let indexes_b = list(&b, "indexes");
     for ia in list(&a, "indexes") {
-        let Some(ib) = list(&b, "indexes").into_iter().find(|x| name_of(x) == name_of(&ia)) else { continue };
-        stamps += stamp_diffs(&ia, &ib);
-        let fields_b = list(&ib, "fields");
+        let Some(ib) = indexes_b.iter().find(|x| name_of(x) == name_of(&ia)) else { continue };
+        stamps += stamp_diffs(&ia, ib);
+        let fields_b = list(ib, "fields");
         for fa in list(&ia, "fields") {
             let Some(fb) = fields_b.iter().find(|x| name_of(x) == name_of(&fa)) else { continue };
             stamps += stamp_diffs(&fa, fb);
             for key in ["min", "max"] {
                 let (x, y) = (&fa["options"][key], &fb["options"][key]);
                 if x != y {
-                    bounds.push(format!("{}/{} {key} {x} -> {y}", name_of(&ia), name_of(&fa)));
+                    bounds.push(BoundChange {
+                        field: format!("{}/{}", name_of(&ia), name_of(&fa)),
+                        key,
+                        from: x.clone(),
+                        to: y.clone(),
+                    });
                 }
             }
         }
@@ -241,6 +274,14 @@ mod tests {
         let notes = schema_notes(SCHEMA.as_bytes(), restored.as_bytes());
         assert_eq!(notes.len(), 2, "{notes:?}");
         assert!(notes[1].contains("u/age min 0 -> -9223372036854775808"), "{notes:?}");
+        let changes = bound_changes(SCHEMA.as_bytes(), restored.as_bytes());
+        assert_eq!(changes.len(), 1);
+        assert!(changes[0].is_zero_read_as_unset());
+        // Other bound changes are not upstream's rewrite, even when the text ends alike.
+        let ten = SCHEMA.replace("\"min\":0", "\"min\":10");
+        let changes = bound_changes(ten.as_bytes(), restored.as_bytes());
+        assert_eq!(changes[0].to_string(), "u/age min 10 -> -9223372036854775808");
+        assert!(!changes[0].is_zero_read_as_unset());
     }
 
     #[test]

@@ -385,7 +385,10 @@ pub async fn import<R: Read + Send + 'static>(
                 ReadMsg::Data(chunk) => {
                     let cur = current.as_mut().expect("data follows an entry");
                     bytes += chunk.len() as u64;
-                    if cur.path == EntryPath::Schema && (schema_read.len() + chunk.len()) as u64 <= MAX_SCHEMA {
+                    if cur.path == EntryPath::Schema
+                        && opts.schema.is_none()
+                        && (schema_read.len() + chunk.len()) as u64 <= MAX_SCHEMA
+                    {
                         schema_read.extend_from_slice(&chunk);
                     }
                     events.event(Event::Bytes(chunk.len() as u64));
@@ -537,9 +540,7 @@ pub async fn import<R: Read + Send + 'static>(
         if let Ok(got) = c.get_json::<serde_json::Value>(c.entry_node(), "/schema").await {
             let got = serde_json::to_vec(&got).unwrap_or_default();
             for change in crate::content::bound_changes(sent_schema, &got) {
-                let widened =
-                    change.ends_with(&format!("0 -> {}", i64::MIN)) || change.ends_with(&format!("0 -> {}", i64::MAX));
-                events.event(Event::Warning(if widened {
+                events.event(Event::Warning(if change.is_zero_read_as_unset() {
                     format!(
                         "the target changed a field bound of the restored schema: {change} (FeatureBase's POST /schema reads a bound of 0 as unset); the data is restored, but the field accepts a wider range than in the backup"
                     )

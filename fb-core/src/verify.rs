@@ -27,8 +27,8 @@ const BUF: usize = 1 << 20;
 pub struct ScanMode {
     /// Check each file's inner format (`--deep`).
     pub deep: bool,
-    /// Compute each entry's content digest ([`crate::content`]); keeps each entry in memory
-    /// while it is read, up to [`crate::content::CONTENT_LIMIT`].
+    /// Compute each entry's content digest ([`crate::content`]); keeps a schema, key store or
+    /// idalloc in memory while it is read, up to [`crate::content::CONTENT_LIMIT`].
     pub content: bool,
 }
 
@@ -84,12 +84,11 @@ struct EntryDigest {
     checker: Option<Box<dyn crate::format::Checker>>,
     prefix: Vec<u8>,
     /// The whole content, kept for the schema (small, and bounded below) and, in content
-    /// mode, for every entry up to [`CONTENT_LIMIT`].
+    /// mode, for the kinds decoded for their digest up to [`CONTENT_LIMIT`]; dropped (None)
+    /// once such an entry outgrows it.
     content: Option<Vec<u8>>,
-    /// Content mode: the digest is wanted (false once the entry outgrew the limit).
+    /// Content mode: the digest is wanted.
     want_content: bool,
-    /// Content mode: whether the entry outgrew [`CONTENT_LIMIT`].
-    too_large: bool,
 }
 
 /// Largest schema kept for the deep checks.
@@ -108,7 +107,6 @@ impl EntryDigest {
             prefix: Vec::new(),
             content,
             want_content: mode.content,
-            too_large: false,
         }
     }
 
@@ -127,7 +125,6 @@ impl EntryDigest {
             if c.len() + data.len() <= limit {
                 c.extend_from_slice(data);
             } else if self.want_content {
-                self.too_large = true;
                 self.content = None;
             }
         }
@@ -146,8 +143,8 @@ impl EntryDigest {
             (_, true) if !content::needs_bytes(kind) => {
                 Some(content::digest_from_hash(kind, sha256, self.size, &self.prefix))
             }
-            (Some(bytes), true) if !self.too_large => Some(content::digest(kind, bytes)),
-            (_, true) => Some(Content::Unknown(format!("larger than {} MiB", CONTENT_LIMIT >> 20))),
+            (Some(bytes), true) => Some(content::digest(kind, bytes)),
+            (None, true) => Some(Content::Unknown(format!("larger than {} MiB", CONTENT_LIMIT >> 20))),
         };
         if let Some(c) = self.content {
             if kind == EntryKind::Schema && c.len() <= MAX_SCHEMA {

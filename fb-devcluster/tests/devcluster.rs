@@ -551,7 +551,7 @@ async fn restore_endpoints_store_what_they_receive() {
     let kind = fb_core::layout::EntryKind::Schema;
     assert!(fb_core::content::digest(kind, sent).same_as(&fb_core::content::digest(kind, got)));
     assert_eq!(
-        fb_core::content::bound_changes(sent, got),
+        fb_core::content::bound_changes(sent, got).iter().map(ToString::to_string).collect::<Vec<_>>(),
         ["users/age min 0 -> -9223372036854775808"],
         "only the zero bound changed"
     );

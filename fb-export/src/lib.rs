@@ -8,7 +8,6 @@ use std::sync::Arc;
 use clap::Parser;
 use fb_cli::{ClusterArgs, Example, ReportArgs, Reporter};
 use fb_core::client::ClusterClient;
-use fb_core::export::export;
 use fb_core::output::AtomicFile;
 use fb_core::{Error, Result};
 
@@ -88,22 +87,6 @@ pub fn run(cli: Cli) -> ExitCode {
 /// tar headers and small chunks are gathered.
 const OUT_BUF: usize = 64 << 10;
 
-/// The export into `out`, or an interruption (SIGINT/SIGTERM) reported as `interrupted`.
-fn run_export<W: Write + Send + 'static>(
-    rt: &tokio::runtime::Runtime,
-    client: &Arc<ClusterClient>,
-    opts: &fb_core::export::ExportOptions,
-    out: W,
-    interrupted: &'static str,
-) -> Result<(W, fb_core::export::ExportSummary)> {
-    rt.block_on(async {
-        tokio::select! {
-            r = export(client.clone(), opts, out) => r,
-            _ = fb_cli::interrupted() => Err(Error::interrupted(interrupted)),
-        }
-    })
-}
-
 fn run_inner(cli: &Cli, reporter: &Arc<Reporter>) -> Result<fb_core::export::ExportSummary> {
     let opts = fb_cli::export_options(cli.indexes.clone())?;
     let cluster = cli.cluster.options()?;
@@ -117,7 +100,13 @@ fn run_inner(cli: &Cli, reporter: &Arc<Reporter>) -> Result<fb_core::export::Exp
             let file = AtomicFile::create(path, !cli.no_sync)?;
             let temp = file.temp_path();
             let out = BufWriter::with_capacity(OUT_BUF, file);
-            match run_export(&rt, &client, &opts, out, "interrupted; the partial file was removed") {
+            match fb_cli::export_until_interrupted(
+                &rt,
+                &client,
+                &opts,
+                out,
+                "interrupted; the partial file was removed",
+            ) {
                 Ok((out, summary)) => {
                     let file = out.into_inner().map_err(|e| Error::io("flushing the archive", e.into_error()))?;
                     file.commit()?;
@@ -132,8 +121,13 @@ fn run_inner(cli: &Cli, reporter: &Arc<Reporter>) -> Result<fb_core::export::Exp
         }
         None => {
             let out = BufWriter::with_capacity(OUT_BUF, fb_cli::stdout_file()?);
-            let (mut out, summary) =
-                run_export(&rt, &client, &opts, out, "interrupted; the output is incomplete (no manifest)")?;
+            let (mut out, summary) = fb_cli::export_until_interrupted(
+                &rt,
+                &client,
+                &opts,
+                out,
+                "interrupted; the output is incomplete (no manifest)",
+            )?;
             out.flush().map_err(|e| Error::io("flushing stdout", e))?;
             Ok(summary)
         }

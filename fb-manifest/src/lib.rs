@@ -11,8 +11,6 @@ use clap::{Args, FromArgMatches, Parser, Subcommand, ValueEnum};
 use fb_cli::{ClusterArgs, Example, ReportArgs, Reporter};
 use fb_core::client::ClusterClient;
 use fb_core::content::{self, Content};
-use fb_core::export::export;
-use fb_core::layout::{EntryKind, EntryPath};
 use fb_core::manifest::{diff, Manifest};
 use fb_core::verify::{manifest_of_scan, open_input, scan_dir, scan_stream, Scan, ScanMode};
 use fb_core::{Error, Result};
@@ -171,18 +169,22 @@ fn run_print(p: &PrintArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn live(cluster: &ClusterArgs, reporter: &Arc<Reporter>) -> Result<Manifest> {
+/// Export the live cluster named by `cluster` into `out` (nothing is stored by this).
+fn export_live<W: Write + Send + 'static>(
+    cluster: &ClusterArgs,
+    reporter: &Arc<Reporter>,
+    out: W,
+) -> Result<(W, fb_core::export::ExportSummary)> {
     let client = Arc::new(ClusterClient::new(&cluster.options()?, reporter.events())?);
     let opts = fb_cli::export_options(Vec::new())?;
     let rt = fb_cli::runtime()?;
-    let result = rt.block_on(async {
-        tokio::select! {
-            r = export(client, &opts, std::io::sink()) => r,
-            _ = fb_cli::interrupted() => Err(Error::interrupted("interrupted")),
-        }
-    });
+    let result = fb_cli::export_until_interrupted(&rt, &client, &opts, out, "interrupted");
     rt.shutdown_background();
-    Ok(result?.1.manifest)
+    result
+}
+
+fn live(cluster: &ClusterArgs, reporter: &Arc<Reporter>) -> Result<Manifest> {
+    Ok(export_live(cluster, reporter, std::io::sink())?.1.manifest)
 }
 
 /// A live cluster read as a stream: the export writes into a pipe that a scan reads on
@@ -194,19 +196,9 @@ fn live_scanned(cluster: &ClusterArgs, reporter: &Arc<Reporter>) -> Result<Side>
         .name("fb-manifest-scan".into())
         .spawn(move || scan_stream(reader, ScanMode { deep: false, content: true }, &events))
         .map_err(|e| Error::io("starting the scan thread", e))?;
-    let client = Arc::new(ClusterClient::new(&cluster.options()?, reporter.events())?);
-    let opts = fb_cli::export_options(Vec::new())?;
-    let rt = fb_cli::runtime()?;
-    let result = rt.block_on(async {
-        tokio::select! {
-            r = export(client, &opts, writer) => r,
-            _ = fb_cli::interrupted() => Err(Error::interrupted("interrupted")),
-        }
-    });
-    rt.shutdown_background();
     // Dropping the writer ends the stream the scan reads; on failure the export has
     // already dropped it, and its error is the one reported.
-    let exported = result.map(|(w, _)| drop(w));
+    let exported = export_live(cluster, reporter, writer).map(|(w, _)| drop(w));
     let scan = scanner.join().map_err(|_| Error::io("scan thread", std::io::Error::other("it panicked")))?;
     exported?;
     Side::of_scan(scan, Map::new())
@@ -307,13 +299,12 @@ fn run_diff(d: &DiffArgs) -> Result<ExitCode> {
         diff.changed.retain(|(x, _)| {
             let (Some(p), Some(q)) = (ca.get(&x.path), cb.get(&x.path)) else { return true };
             if p.same_as(q) {
+                // Only the schema and the bbolt files (key stores, idalloc) are compared by
+                // content; shards and dataframes with other bytes never have equal content.
                 let notes = match (x.path.as_str(), &a.schema, &b.schema) {
                     ("schema", Some(sa), Some(sb)) => content::schema_notes(sa, sb),
-                    _ => vec![match EntryPath::parse(&x.path).map(|e| e.kind()) {
-                        Ok(EntryKind::Shard) => "same bitmaps; the RBF pages differ".to_string(),
-                        Ok(EntryKind::Schema) => "same schema".to_string(),
-                        _ => "same buckets, keys and values; the bbolt pages differ".to_string(),
-                    }],
+                    ("schema", _, _) => vec!["same schema".to_string()],
+                    _ => vec!["same buckets, keys and values; the bbolt pages differ".to_string()],
                 };
                 same.push(SameContent { path: x.path.clone(), notes });
                 return false;
