@@ -75,10 +75,32 @@ impl Content {
     }
 }
 
-/// Field option values upstream stores in place of an int field's `min: 0` / `max: 0` when a
-/// schema is applied with `POST /schema`.
-const UNSET_MIN: i64 = i64::MIN;
-const UNSET_MAX: i64 = i64::MAX;
+/// Whether a JSON number is zero, by its text (`0`, `-0`, `0.00`): numbers are compared as
+/// written, never through a float.
+fn is_zero_number(v: &Value) -> bool {
+    matches!(v, Value::Number(n) if n.to_string().trim_start_matches(['-', '+']).bytes().all(|b| b == b'0' || b == b'.'))
+}
+
+/// The bound upstream's `POST /schema` stores in place of a `min` or `max` of 0 of an int,
+/// timestamp or decimal field (`CreateFieldIfNotExistsWithOptions` reads 0 as unset): the
+/// widest 64-bit value, for a decimal at the field's scale (`pql.MinMax`), as upstream's
+/// decimal text. `None` for other field types.
+fn unset_bound(opts: &serde_json::Map<String, Value>, key: &str) -> Option<Value> {
+    let mantissa: i128 = if key == "min" { i64::MIN as i128 } else { i64::MAX as i128 };
+    match opts.get("type").and_then(Value::as_str) {
+        Some("int" | "timestamp") => Some(Value::from(mantissa as i64)),
+        Some("decimal") => {
+            let scale = opts.get("scale").and_then(Value::as_u64).unwrap_or(0) as usize;
+            let digits = mantissa.unsigned_abs().to_string();
+            let digits = format!("{digits:0>width$}", width = scale + 1);
+            let (int, frac) = digits.split_at(digits.len() - scale);
+            let sign = if mantissa < 0 { "-" } else { "" };
+            let text = if scale == 0 { format!("{sign}{int}") } else { format!("{sign}{int}.{frac}") };
+            serde_json::from_str(&text).ok()
+        }
+        _ => None,
+    }
+}
 
 /// The content digest of an entry of `kind` holding `data`.
 pub fn digest(kind: EntryKind, data: &[u8]) -> Content {
@@ -128,10 +150,10 @@ fn canonical_schema(data: &[u8]) -> Result<Value, String> {
                 for field in fields.iter_mut() {
                     strip_stamps(field);
                     if let Some(opts) = field.get_mut("options").and_then(Value::as_object_mut) {
-                        if matches!(opts.get("type").and_then(Value::as_str), Some("int" | "timestamp")) {
-                            for (key, unset) in [("min", UNSET_MIN), ("max", UNSET_MAX)] {
-                                if opts.get(key).and_then(Value::as_i64) == Some(0) {
-                                    opts.insert(key.into(), unset.into());
+                        for key in ["min", "max"] {
+                            if opts.get(key).is_some_and(is_zero_number) {
+                                if let Some(unset) = unset_bound(opts, key) {
+                                    opts.insert(key.into(), unset);
                                 }
                             }
                         }
@@ -172,7 +194,7 @@ fn canonical_json(v: &Value) -> String {
 }
 
 /// How two schemas with the same content digest differ, in words, one line per kind of
-/// rewrite (for the diff report). Empty when the bytes differ only in layout.
+/// rewrite (for the diff report); never empty, so a report always says why they are the same.
 pub fn schema_notes(a: &[u8], b: &[u8]) -> Vec<String> {
     let (stamps, bounds) = compare_schemas(a, b);
     let mut notes = Vec::new();
@@ -182,9 +204,15 @@ pub fn schema_notes(a: &[u8], b: &[u8]) -> Vec<String> {
     if !bounds.is_empty() {
         let bounds: Vec<String> = bounds.iter().map(BoundChange::to_string).collect();
         notes.push(format!(
-            "int bounds read as unset: {} (upstream's POST /schema stores 0 as -2^63 or 2^63-1; the restored field accepts the wider range)",
+            "bounds of 0 read as unset: {} (upstream's POST /schema stores 0 as the widest bound; the restored field accepts the wider range)",
             bounds.join(", ")
         ));
+    }
+    if notes.is_empty() {
+        notes.push(
+            "the same indexes, fields and options; the bytes differ only in layout (white space, key or list order)"
+                .into(),
+        );
     }
     notes
 }
@@ -200,13 +228,15 @@ pub struct BoundChange {
     pub from: Value,
     /// The value in the second.
     pub to: Value,
+    /// Whether this is upstream's rewrite: a bound of 0 stored as the widest bound.
+    zero_read_as_unset: bool,
 }
 
 impl BoundChange {
-    /// Whether this is upstream's rewrite: a bound of 0 stored as -2^63 (min) or 2^63-1 (max).
+    /// Whether this is upstream's rewrite: a bound of 0 stored as the widest bound of the
+    /// field's type (-2^63 or 2^63-1, at the field's scale for a decimal).
     pub fn is_zero_read_as_unset(&self) -> bool {
-        let unset = if self.key == "min" { Value::from(UNSET_MIN) } else { Value::from(UNSET_MAX) };
-        self.from.as_f64() == Some(0.0) && self.to == unset
+        self.zero_read_as_unset
     }
 }
 
@@ -242,11 +272,13 @@ fn compare_schemas(a: &[u8], b: &[u8]) -> (usize, Vec<BoundChange>) {
             for key in ["min", "max"] {
                 let (x, y) = (&fa["options"][key], &fb["options"][key]);
                 if x != y {
+                    let unset = fa["options"].as_object().and_then(|o| unset_bound(o, key));
                     bounds.push(BoundChange {
                         field: format!("{}/{}", name_of(&ia), name_of(&fa)),
                         key,
                         from: x.clone(),
                         to: y.clone(),
+                        zero_read_as_unset: is_zero_number(x) && unset.as_ref() == Some(y),
                     });
                 }
             }
@@ -323,5 +355,19 @@ mod tests {
         write_store(&mut other, &[("a".to_string(), 1), ("c".to_string(), 2)]).unwrap();
         assert!(!digest(EntryKind::IndexKeys, &one).same_as(&digest(EntryKind::IndexKeys, &other)));
         assert!(matches!(digest(EntryKind::FieldKeys, b"junk"), Content::Unknown(_)));
+    }
+
+    #[test]
+    fn numbers_are_compared_as_written_and_decimal_zero_bounds_widen_at_their_scale() {
+        let exact = br#"{"indexes":[{"name":"u","fields":[{"name":"d","options":{"type":"decimal","scale":2,"min":-92233720368547758.08,"max":0}}]}]}"#;
+        let floated = br#"{"indexes":[{"name":"u","fields":[{"name":"d","options":{"type":"decimal","scale":2,"min":-9.223372036854776e+16,"max":0}}]}]}"#;
+        assert!(!digest(EntryKind::Schema, exact).same_as(&digest(EntryKind::Schema, floated)));
+        let widened = br#"{"indexes":[{"name":"u","fields":[{"name":"d","options":{"type":"decimal","scale":2,"min":-92233720368547758.08,"max":92233720368547758.07}}]}]}"#;
+        assert!(digest(EntryKind::Schema, exact).same_as(&digest(EntryKind::Schema, widened)));
+        let changes = bound_changes(exact, widened);
+        assert!(changes.len() == 1 && changes[0].is_zero_read_as_unset(), "{changes:?}");
+        let spaced = br#"{ "indexes" : [{"fields":[{"options":{"type":"decimal","scale":2,"min":-92233720368547758.08,"max":0}, "name":"d"}], "name":"u"}]}"#;
+        let notes = schema_notes(exact, spaced);
+        assert!(notes.len() == 1 && notes[0].contains("layout"), "{notes:?}");
     }
 }
