@@ -200,8 +200,9 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
 pub enum Fetched {
     /// 2xx: the response, body not yet read.
     Found(reqwest::Response),
-    /// 404.
-    NotFound,
+    /// 404, with the start of its body (upstream's bodies tell a missing file from a
+    /// refused request).
+    NotFound(String),
     /// 400 with this body (dataframes answer "Dataframe is disabled" this way).
     BadRequest(String),
 }
@@ -302,7 +303,9 @@ impl ClusterClient {
     pub async fn get_json<T: DeserializeOwned>(&self, node: &NodeUri, path: &str) -> Result<T> {
         let resp = match self.get(node, path, "application/json").await? {
             Fetched::Found(r) => r,
-            Fetched::NotFound => return Err(Error::protocol(format!("{}{path}: 404 Not Found", node.base_url()))),
+            Fetched::NotFound(body) => {
+                return Err(Error::protocol(format!("{}{path}: 404 Not Found: {}", node.base_url(), body.trim())))
+            }
             Fetched::BadRequest(body) => {
                 return Err(Error::protocol(format!("{}{path}: 400 Bad Request: {}", node.base_url(), body.trim())))
             }
@@ -381,12 +384,15 @@ impl ClusterClient {
                 return Err(AttemptError { error: no_answer().with_source(e), retryable: false });
             }
             Ok(Err(e)) => {
+                if let Some(error) = tls_refusal(&url, node, &e) {
+                    return Err(AttemptError { error, retryable: false });
+                }
                 let refused = e.is_connect();
                 if refused {
                     self.mark_down(node);
                 }
                 return Err(AttemptError {
-                    error: Error::unavailable(format!("{url}: cannot connect")).with_source(e),
+                    error: Error::unavailable(format!("{url}: cannot connect{}", scheme_hint(node, &e))).with_source(e),
                     retryable: !refused,
                 });
             }
@@ -404,7 +410,7 @@ impl ClusterClient {
         }
         let body = body_snippet(resp).await;
         match status {
-            StatusCode::NOT_FOUND => Ok(Ok(Fetched::NotFound)),
+            StatusCode::NOT_FOUND => Ok(Ok(Fetched::NotFound(body))),
             StatusCode::BAD_REQUEST => Ok(Ok(Fetched::BadRequest(body))),
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                 Err(AttemptError { error: Error::auth(format!("{url}: {status}: {}", body.trim())), retryable: false })
@@ -476,8 +482,11 @@ impl ClusterClient {
             req = req.header(AUTHORIZATION, format!("Bearer {token}"));
         }
         let resp = req.send().await.map_err(|e| {
+            if let Some(error) = tls_refusal(&url, node, &e) {
+                return error;
+            }
             let kind = if e.is_connect() { ErrorKind::Unavailable } else { ErrorKind::Io };
-            Error::new(kind, format!("POST {url}: sending failed")).with_source(e)
+            Error::new(kind, format!("POST {url}: sending failed{}", scheme_hint(node, &e))).with_source(e)
         })?;
         let status = resp.status();
         if status.is_success() {
@@ -495,6 +504,85 @@ impl ClusterClient {
     }
 }
 
+/// The TLS error in a request failure's cause chain, if any.
+fn rustls_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut cur: Option<&'a (dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(t) = err.downcast_ref::<rustls::Error>() {
+            return Some(t);
+        }
+        if let Some(t) = err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            if let Some(t) = t.downcast_ref::<rustls::Error>() {
+                return Some(t);
+            }
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// A TLS handshake that failed because one side did not accept the other's certificate is
+/// not an unreachable node (contract §4): the server's certificate not trusted here is a
+/// refused precondition (78); our client certificate refused or missing is an
+/// authentication failure (77). Other failures are left to the caller.
+fn tls_refusal(url: &str, node: &NodeUri, e: &reqwest::Error) -> Option<Error> {
+    use rustls::AlertDescription as A;
+    let cause = rustls_cause(e)?;
+    let at = node.authority();
+    match cause {
+        rustls::Error::InvalidCertificate(_) => Some(
+            Error::precondition(format!(
+                "{url}: the server certificate of {at} is not trusted ({cause}); give the CA that signed the cluster's certificates with --tls.ca-certificate FILE"
+            ))
+            .with_source(e.to_string()),
+        ),
+        rustls::Error::AlertReceived(
+            A::CertificateRequired
+            | A::BadCertificate
+            | A::UnknownCA
+            | A::CertificateUnknown
+            | A::CertificateRevoked
+            | A::CertificateExpired
+            | A::UnsupportedCertificate
+            | A::AccessDenied,
+        ) => Some(
+            Error::auth(format!(
+                "{url}: {at} refused the TLS connection ({cause}): it requires a client certificate it trusts; give one with --tls.certificate FILE --tls.key FILE"
+            ))
+            .with_source(e.to_string()),
+        ),
+        _ => None,
+    }
+}
+
+/// A hint when the scheme does not match what the node speaks: TLS bytes answered to plain
+/// HTTP, or an answer that is not TLS to an https:// request.
+fn scheme_hint(node: &NodeUri, e: &reqwest::Error) -> &'static str {
+    let text = error_chain_text(e);
+    if node.scheme == "https" {
+        if matches!(
+            rustls_cause(e),
+            Some(rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. })
+        ) || text.contains("InvalidContentType")
+        {
+            return " (the node did not answer in TLS: is it plain HTTP? try http://)";
+        }
+    } else if text.contains("invalid HTTP version") || text.contains("connection closed before message completed") {
+        return " (the node's answer is not plain HTTP: if the cluster uses TLS, try https://)";
+    }
+    ""
+}
+
+fn error_chain_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = String::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        out.push_str(&format!("{err:?} {err} "));
+        cur = err.source();
+    }
+    out
+}
+
 async fn body_snippet(resp: reqwest::Response) -> String {
     match resp.bytes().await {
         Ok(b) => String::from_utf8_lossy(&b[..b.len().min(300)]).into_owned(),
@@ -503,7 +591,7 @@ async fn body_snippet(resp: reqwest::Response) -> String {
 }
 
 /// Exponential backoff with jitter: about 100 ms, 200 ms, 400 ms, ... capped at 2 s.
-fn backoff(attempt: u32) -> Duration {
+pub(crate) fn backoff(attempt: u32) -> Duration {
     let base = 100u64 << attempt.min(5).saturating_sub(1);
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);

@@ -30,6 +30,7 @@ use crate::events::Event;
 use crate::format::{declared_len, DECLARED_LEN_PREFIX};
 use crate::layout::{EntryKind, EntryPath, MANIFEST_NAME, PARTITION_N};
 use crate::manifest::{Manifest, ManifestEntry};
+use crate::preflight;
 use crate::schema::Schema;
 use crate::topology::{ClusterStatus, Node};
 
@@ -66,8 +67,9 @@ pub struct PlannedEntry {
     pub owners: Vec<Node>,
     /// Request path and query.
     pub request: String,
-    /// Whether a 404 means "there is no such file" (key partitions, dataframes) rather than
-    /// a failure.
+    /// Whether a 404 means "there is no such file" rather than a failure. Only dataframes:
+    /// every shard the cluster lists, every key partition of a keyed index and every keyed
+    /// field's key store must be in the backup (contract §5).
     pub optional: bool,
 }
 
@@ -96,6 +98,15 @@ pub async fn plan(client: &ClusterClient, opts: &ExportOptions) -> Result<Plan> 
     if status.nodes.is_empty() {
         return Err(Error::protocol("/status lists no nodes"));
     }
+    // Outside NORMAL and DEGRADED, FeatureBase answers GET /schema with no index at all: a
+    // backup then would be empty and look complete.
+    if status.state != "NORMAL" && status.state != "DEGRADED" {
+        return Err(Error::unavailable(format!(
+            "{}: FeatureBase does not serve the schema in that state; bring the nodes back and run the export again",
+            preflight::describe_state(&status)
+        )));
+    }
+    let info = preflight::require_admin(client).await?;
     let entry_node = &client.entry_node().clone();
     let schema_json: Value = client.get_json(entry_node, "/schema").await?;
     let mut schema = Schema::from_value(schema_json)?;
@@ -117,6 +128,12 @@ pub async fn plan(client: &ClusterClient, opts: &ExportOptions) -> Result<Plan> 
     for index in &mut schema.indexes {
         index.fields.sort_by(|a, b| a.name.cmp(&b.name));
     }
+    // Key translation is served only while the cluster is NORMAL; a backup without it would
+    // leave keyed columns and rows without their keys.
+    if status.state != "NORMAL" && schema.indexes.iter().any(|i| i.keys || i.fields.iter().any(|f| f.keys)) {
+        return Err(preflight::key_translation_refused(&status, "cannot back up the key translation"));
+    }
+    preflight::refuse_active_deletes(client, &status, "before the export").await?;
     let primary = status.nodes.iter().find(|n| n.is_primary).cloned().unwrap_or_else(|| status.nodes[0].clone());
     let concurrency = client.options().concurrency.max(1) * 4;
     let mut entries = Vec::new();
@@ -179,7 +196,7 @@ pub async fn plan(client: &ClusterClient, opts: &ExportOptions) -> Result<Plan> 
                     path: EntryPath::IndexKeys { index: name.clone(), partition: p as u32 },
                     owners: owners.clone(),
                     request: format!("/internal/translate/data?index={name}&partition={p}"),
-                    optional: true,
+                    optional: false,
                 });
             }
         }
@@ -191,7 +208,7 @@ pub async fn plan(client: &ClusterClient, opts: &ExportOptions) -> Result<Plan> 
                 path: EntryPath::FieldKeys { index: name.clone(), field: field.name.clone() },
                 owners,
                 request: format!("/internal/translate/data?index={name}&field={}", field.name),
-                optional: true,
+                optional: false,
             });
         }
     }
@@ -208,7 +225,9 @@ pub async fn plan(client: &ClusterClient, opts: &ExportOptions) -> Result<Plan> 
         source.insert("cluster_name".into(), status.cluster_name.clone().into());
     }
     source.insert("nodes".into(), status.nodes.len().into());
-    source.insert("replicas".into(), replicas.into());
+    // The replica count as the cluster is configured (`/info`), not as observed: a shard
+    // whose other owners are down still has that many copies.
+    source.insert("replicas".into(), info.replica_n.filter(|&n| n > 0).unwrap_or(replicas).into());
     if let Ok(Fetched::Found(resp)) = client.get(entry_node, "/version", "application/json").await {
         let v: Option<Value> = resp.bytes().await.ok().and_then(|b| serde_json::from_slice(&b).ok());
         if let Some(version) = v.as_ref().and_then(|v| v.get("version")).and_then(Value::as_str) {
@@ -312,9 +331,11 @@ pub async fn export<W: Write + Send + 'static>(
     let events = client.events().clone();
     let schema_bytes = plan.schema_bytes.clone();
     let source = plan.source.clone();
+    // The manifest is written only after the checks at the end (see `final_checks`) passed.
+    let (verdict_tx, verdict_rx) = std::sync::mpsc::sync_channel::<Result<()>>(1);
     let writer = std::thread::Builder::new()
         .name("fb-export-writer".into())
-        .spawn(move || write_archive(out, mtime, schema_bytes, source, order_rx, events))
+        .spawn(move || write_archive(out, mtime, schema_bytes, source, order_rx, verdict_rx, events))
         .map_err(|e| Error::io("starting the writer thread", e))?;
 
     let sem = Arc::new(Semaphore::new(client.options().concurrency.max(1)));
@@ -349,13 +370,16 @@ pub async fn export<W: Write + Send + 'static>(
         }
     }
     drop(order_tx);
+    // Every fetch has ended (sent its file, or failed and told the writer) before the cluster
+    // is asked again; a writer that already stopped does not wait for the verdict.
+    for t in tasks.iter_mut() {
+        let _ = t.await;
+    }
+    let _ = verdict_tx.send(final_checks(&client, &plan.status).await);
     let result = tokio::task::spawn_blocking(move || writer.join())
         .await
         .map_err(|_| Error::io("writer thread", std::io::Error::other("join failed")))?
         .map_err(|_| Error::io("writer thread", std::io::Error::other("the writer panicked")))?;
-    for t in tasks {
-        t.abort();
-    }
     let (out, files, bytes, manifest) = result?;
     let seconds = started.elapsed().as_secs_f64();
     client.events().event(Event::Finished { files, bytes, seconds });
@@ -364,12 +388,36 @@ pub async fn export<W: Write + Send + 'static>(
 
 type WriterResult<W> = Result<(W, u64, u64, Manifest)>;
 
+/// What is checked after the last file was read and before the manifest may vouch for the
+/// archive: the cluster still has the nodes it had at the start (owners and shard lists were
+/// read from that topology), and no `Delete` is running. A node that went down during the
+/// export is only a warning: every entry was read whole from an owner that had it.
+async fn final_checks(client: &ClusterClient, start: &ClusterStatus) -> Result<()> {
+    let status = client.status().await.map_err(|e| e.context("checking the cluster before writing the manifest"))?;
+    let ids = |s: &ClusterStatus| s.nodes.iter().map(|n| n.id.clone()).collect::<BTreeSet<_>>();
+    if ids(&status) != ids(start) {
+        return Err(Error::unavailable(format!(
+            "the cluster's nodes changed during the export (at the start: {}; now: {}); the backup may miss data moved between them; run it again",
+            ids(start).into_iter().collect::<Vec<_>>().join(", "),
+            ids(&status).into_iter().collect::<Vec<_>>().join(", ")
+        )));
+    }
+    if status.state != "NORMAL" {
+        client.events().event(Event::Warning(format!(
+            "{} at the end of the export; every entry was read whole from a live owner",
+            preflight::describe_state(&status)
+        )));
+    }
+    preflight::refuse_active_deletes(client, &status, "at the end of the export").await
+}
+
 fn write_archive<W: Write>(
     out: W,
     mtime: u64,
     schema_bytes: Vec<u8>,
     mut source: Map<String, Value>,
     mut order_rx: mpsc::Receiver<(PlannedEntry, mpsc::Receiver<Piece>)>,
+    verdict: std::sync::mpsc::Receiver<Result<()>>,
     events: crate::events::Events,
 ) -> WriterResult<W> {
     let out_err = |what: &str, e: std::io::Error| Error::io(format!("writing the archive ({what})"), e);
@@ -452,6 +500,9 @@ fn write_archive<W: Write>(
             }
         }
     }
+    verdict
+        .recv()
+        .map_err(|_| Error::io("export", std::io::Error::other("internal: no verdict before the manifest")))??;
     if dataframes_disabled {
         source.insert("dataframes".into(), "disabled".into());
     }
@@ -466,37 +517,113 @@ fn write_archive<W: Write>(
 struct OwnerFailure {
     error: Error,
     next: bool,
+    /// The owner answered 404.
+    not_found: bool,
 }
 
-/// Fetch one file, failing over between its owners, and send it to the writer.
+/// How one round over a file's owners ended without the file.
+struct RoundFailure {
+    /// The last owner's failure.
+    error: Error,
+    /// Every owner answered 404.
+    all_not_found: bool,
+    /// `host:port` of the owners tried.
+    tried: Vec<String>,
+}
+
+/// Fetch one file, failing over between its owners, and send it to the writer. When no owner
+/// could serve it, the cluster's `/status` decides what follows: key translation in a state
+/// other than NORMAL fails at once with a message naming the state and the nodes down; while
+/// an owner is still listed as up (a node that just died or froze, before the cluster
+/// noticed), the owners are tried again until `--retry-period` runs out.
 async fn fetch_entry(client: &ClusterClient, entry: &PlannedEntry, tx: &mpsc::Sender<Piece>, budget: &Arc<Semaphore>) {
     let name = entry.path.to_string();
+    let started = Instant::now();
     let mut begun: Option<u64> = None;
     let mut written = 0u64;
+    for round in 1u32.. {
+        let failure = match fetch_round(client, entry, tx, budget, &mut begun, &mut written).await {
+            Ok(()) => return,
+            Err(Ok(fatal)) => {
+                let _ = tx.send(Piece::Failed(fatal)).await;
+                return;
+            }
+            Err(Err(f)) => f,
+        };
+        let what = if failure.all_not_found { "no owner has it" } else { "no owner could serve it" };
+        let give_up = |failure: RoundFailure, note: String| {
+            Error::unavailable(format!("{name}: {what}; tried {}{note}", failure.tried.join(", ")))
+                .with_source(failure.error)
+        };
+        let status = match client.status().await {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = tx.send(Piece::Failed(give_up(failure, format!("; /status: {}", e.chain())))).await;
+                return;
+            }
+        };
+        if status.state != "NORMAL" && entry.path.is_keys() {
+            let _ = tx
+                .send(Piece::Failed(preflight::key_translation_refused(&status, &name).with_source(failure.error)))
+                .await;
+            return;
+        }
+        let owner_listed_up =
+            entry.owners.iter().any(|o| status.nodes.iter().any(|n| n.id == o.id && n.state == "STARTED"));
+        let pause = crate::client::backoff(round);
+        // A 404 from owners that are up is an answer, not an outage: asked once more (the
+        // state may have changed between the answers and /status), then final.
+        let again = owner_listed_up
+            && !(failure.all_not_found && round >= 2)
+            && started.elapsed() + pause < client.options().retry_period;
+        if !again {
+            let note = if status.state == "NORMAL" {
+                String::new()
+            } else {
+                format!(" ({})", preflight::describe_state(&status))
+            };
+            let _ = tx.send(Piece::Failed(give_up(failure, note))).await;
+            return;
+        }
+        client.events().event(Event::Retry {
+            url: name.clone(),
+            attempt: round,
+            reason: format!("every owner failed, and the cluster still lists one as up: {}", failure.error.chain()),
+        });
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// Try each owner once. Ok: the file was sent whole. Err(Ok): a failure no other owner can
+/// mend (auth, the writer gone, a copy that differs from bytes already written). Err(Err):
+/// every owner failed.
+async fn fetch_round(
+    client: &ClusterClient,
+    entry: &PlannedEntry,
+    tx: &mpsc::Sender<Piece>,
+    budget: &Arc<Semaphore>,
+    begun: &mut Option<u64>,
+    written: &mut u64,
+) -> std::result::Result<(), std::result::Result<Error, RoundFailure>> {
+    let name = entry.path.to_string();
     let mut tried = Vec::new();
     let mut not_found = 0;
     let owners = client.prefer_live(&entry.owners);
+    let mut last = None;
     for (i, node) in owners.iter().enumerate() {
         tried.push(node.uri.authority());
-        let result = fetch_from(client, entry, node, &mut begun, &mut written, tx, budget).await;
+        let result = fetch_from(client, entry, node, begun, written, tx, budget).await;
         let failure = match result {
-            Ok(Some(reason)) if entry.optional => {
+            Ok(Some(reason)) => {
                 let _ = tx.send(Piece::Absent(reason)).await;
-                return;
+                return Ok(());
             }
-            Ok(Some(_)) => {
-                not_found += 1;
-                OwnerFailure {
-                    error: Error::unavailable(format!("{name}: 404 on {}", node.uri.authority())),
-                    next: true,
-                }
-            }
-            Ok(None) => return,
+            Ok(None) => return Ok(()),
             Err(f) => f,
         };
+        not_found += usize::from(failure.not_found);
         if !failure.next || failure.error.kind() == ErrorKind::Auth {
-            let _ = tx.send(Piece::Failed(failure.error)).await;
-            return;
+            return Err(Ok(failure.error));
         }
         client.events().event(Event::Failover {
             entry: name.clone(),
@@ -504,19 +631,17 @@ async fn fetch_entry(client: &ClusterClient, entry: &PlannedEntry, tx: &mpsc::Se
             to: owners.get(i + 1).map(|n| n.uri.authority()),
             reason: failure.error.chain(),
         });
-        if i + 1 == owners.len() {
-            let what = if not_found == owners.len() { "no owner has it" } else { "no owner could serve it" };
-            let e =
-                Error::unavailable(format!("{name}: {what}; tried {}", tried.join(", "))).with_source(failure.error);
-            let _ = tx.send(Piece::Failed(e)).await;
-            return;
-        }
+        last = Some(failure.error);
     }
-    let _ = tx.send(Piece::Failed(Error::unavailable(format!("{name}: the cluster lists no owner")))).await;
+    match last {
+        Some(error) => Err(Err(RoundFailure { error, all_not_found: not_found == owners.len(), tried })),
+        None => Err(Ok(Error::unavailable(format!("{name}: the cluster lists no owner")))),
+    }
 }
 
-/// Read the file from one node. Ok(None): sent completely. Ok(Some(reason)): the node has
-/// no such file. Err: this node failed (maybe after sending part of the file).
+/// Read the file from one node. Ok(None): sent completely. Ok(Some(reason)): the node
+/// proved there is no such file (dataframes only). Err: this node failed (maybe after sending
+/// part of the file), or answered 404 for a file that must exist.
 async fn fetch_from(
     client: &ClusterClient,
     entry: &PlannedEntry,
@@ -528,14 +653,28 @@ async fn fetch_from(
 ) -> std::result::Result<Option<AbsentReason>, OwnerFailure> {
     let name = entry.path.to_string();
     let at = node.uri.authority();
-    let fail = |error: Error| OwnerFailure { error, next: true };
+    let fail = |error: Error| OwnerFailure { error, next: true, not_found: false };
     let writer_gone = || OwnerFailure {
         error: Error::io(format!("{name}: writer stopped"), std::io::Error::other("writer stopped")),
         next: false,
+        not_found: false,
     };
+    let kind = entry.path.kind();
     let resp = match client.get(&node.uri, &entry.request, "application/octet-stream").await {
         Ok(Fetched::Found(r)) => r,
-        Ok(Fetched::NotFound) => return Ok(Some(AbsentReason::NotFound)),
+        // Only a dataframe can be absent, and only with the body of Go's file server for a
+        // missing file (upstream serves dataframes with http.ServeFile once the index was
+        // found); "Index I Not Found" is also how a refusing cluster state answers.
+        Ok(Fetched::NotFound(body)) if kind == EntryKind::Dataframe && body.trim() == "404 page not found" => {
+            return Ok(Some(AbsentReason::NotFound))
+        }
+        Ok(Fetched::NotFound(body)) => {
+            return Err(OwnerFailure {
+                error: Error::unavailable(format!("{name} on {at}: 404 Not Found: {}", body.trim())),
+                next: true,
+                not_found: true,
+            })
+        }
         Ok(Fetched::BadRequest(body)) => {
             if entry.path.kind() == EntryKind::Dataframe && body.to_ascii_lowercase().contains("disabled") {
                 return Ok(Some(AbsentReason::DataframesDisabled));
@@ -544,12 +683,11 @@ async fn fetch_from(
         }
         Err(e) => {
             let next = e.kind() != ErrorKind::Auth;
-            return Err(OwnerFailure { error: e.context(format!("{name} on {at}")), next });
+            return Err(OwnerFailure { error: e.context(format!("{name} on {at}")), next, not_found: false });
         }
     };
     let content_length = resp.content_length();
     let mut body = resp.bytes_stream();
-    let kind = entry.path.kind();
     // Collect the first bytes: they declare the file's length.
     let mut prefix: Vec<u8> = Vec::new();
     let mut ended = false;
@@ -592,6 +730,7 @@ async fn fetch_from(
             return Err(OwnerFailure {
                 error: Error::protocol(format!("{name} on {at}: no Content-Length and no length in the file")),
                 next: false,
+                not_found: false,
             })
         }
     };
@@ -606,6 +745,7 @@ async fn fetch_from(
                     "{name}: {at} has a copy of {size} bytes, but {prev} were announced from another replica; cannot resume"
                 )),
                 next: false,
+                not_found: false,
             })
         }
         Some(_) => {

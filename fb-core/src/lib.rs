@@ -13,6 +13,7 @@ pub mod import;
 pub mod layout;
 pub mod manifest;
 pub mod output;
+pub mod preflight;
 pub mod schema;
 pub mod topology;
 pub mod verify;
