@@ -259,6 +259,15 @@ pub async fn import<R: Read + Send + 'static>(
         if status.nodes.is_empty() {
             return Err(Error::protocol("/status lists no nodes"));
         }
+        // POST /schema and the field API are served only in state NORMAL.
+        if status.state != "NORMAL" {
+            return Err(Error::unavailable(format!(
+                "{}: FeatureBase creates indexes and fields only while the cluster is NORMAL; nothing was sent",
+                crate::preflight::describe_state(&status)
+            )));
+        }
+        crate::preflight::require_admin(c).await?;
+        crate::preflight::refuse_active_deletes(c, &status, "before the import").await?;
         let schema: serde_json::Value = c.get_json(c.entry_node(), "/schema").await?;
         let schema = Schema::from_value(schema)?;
         if !schema.indexes.is_empty() {
@@ -292,9 +301,11 @@ pub async fn import<R: Read + Send + 'static>(
                 return Err(Error::verification("the schema does not match the manifest; nothing was sent"));
             }
         }
+        let listed: Option<Vec<EntryPath>> =
+            opts.manifest.as_ref().map(|m| m.entries.iter().filter_map(|e| EntryPath::parse(&e.path).ok()).collect());
+        check_restorable(bytes, listed.as_deref()).map_err(|e| e.with_suffix("; nothing was sent"))?;
         if let (Some(c), Some(t)) = (client.as_ref(), targets.as_ref()) {
-            let body = reqwest::Body::from(bytes.clone());
-            c.post(&t.primary.uri, "/schema", body, Some(bytes.len() as u64), "application/json")
+            restore_schema(c, &t.primary, bytes)
                 .await
                 .map_err(|e| e.context("sending the schema; nothing else was sent"))?;
         }
@@ -405,7 +416,7 @@ pub async fn import<R: Read + Send + 'static>(
                             });
                             continue;
                         }
-                        begin(cur, targets.as_mut(), client.as_ref(), &mut inflight, opts, &events).await?;
+                        begin(cur, targets.as_mut(), client.as_ref(), &mut inflight, &events).await?;
                         let chunk = match cur.held.take() {
                             None => chunk,
                             Some(h) => Bytes::from([&h[..], &chunk[..]].concat()),
@@ -420,7 +431,7 @@ pub async fn import<R: Read + Send + 'static>(
                 ReadMsg::EntryEnd { sha256, size } => {
                     let mut cur = current.take().expect("end follows an entry");
                     if !cur.started {
-                        begin(&mut cur, targets.as_mut(), client.as_ref(), &mut inflight, opts, &events).await?;
+                        begin(&mut cur, targets.as_mut(), client.as_ref(), &mut inflight, &events).await?;
                     }
                     let digest = hex(&sha256);
                     if let Some(exp) = &expected {
@@ -435,6 +446,19 @@ pub async fn import<R: Read + Send + 'static>(
                     }
                     if let Some(last) = cur.held.take() {
                         feed(&mut cur, last).await?;
+                    }
+                    if cur.path == EntryPath::Schema && opts.schema.is_none() {
+                        // Read whole (it is small), checked, then created on the target.
+                        if schema_read.len() as u64 != size {
+                            return Err(Error::invalid(format!(
+                                "the schema entry holds {size} bytes, more than the {MAX_SCHEMA} fb-import reads"
+                            )));
+                        }
+                        check_restorable(&schema_read, None)?;
+                        if let (Some(c), Some(t)) = (client.as_ref(), targets.as_ref()) {
+                            restore_schema(c, &t.primary, &schema_read).await?;
+                            sent.push("schema".into());
+                        }
                     }
                     let path = cur.path.to_string();
                     let skipped = cur.skip;
@@ -533,6 +557,11 @@ pub async fn import<R: Read + Send + 'static>(
             "no manifest: sizes and checksums of the entries could not be checked (--no-manifest)".into(),
         ));
     }
+    {
+        let schema = opts.schema.as_deref().unwrap_or(&schema_read);
+        let paths: Vec<EntryPath> = seen.iter().filter_map(|(p, _, _)| EntryPath::parse(p).ok()).collect();
+        check_restorable(schema, Some(&paths)).map_err(|e| e.with_suffix(&incomplete(&sent, dry)))?;
+    }
     // Say where the target did not keep the schema as sent (upstream's POST /schema reads an
     // int bound of 0 as unset). The data is restored either way; the field's bounds are not.
     if let (Some(c), false) = (client.as_ref(), dry) {
@@ -557,6 +586,56 @@ pub async fn import<R: Read + Send + 'static>(
     Ok(ImportSummary { files: seen.len() as u64, bytes, seconds, checked: manifest.is_some() })
 }
 
+/// Refuse (exit 1, naming what is wrong) a schema upstream's `POST /schema` would refuse,
+/// and, given the backup's entries, one whose keyed indexes or fields lack key stores
+/// (the checks of `fb-verify --deep`).
+fn check_restorable(schema: &[u8], entries: Option<&[EntryPath]>) -> Result<()> {
+    let problems = match entries {
+        Some(paths) => crate::verify::check_schema_references(schema, paths),
+        None => crate::verify::check_schema_references(schema, &[])
+            .into_iter()
+            .filter(|(path, _)| path == "schema")
+            .collect(),
+    };
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<String> = problems.iter().take(3).map(|(p, m)| format!("{p}: {m}")).collect();
+    let more = if problems.len() > 3 { format!(" (and {} more)", problems.len() - 3) } else { String::new() };
+    Err(Error::verification(format!("the backup cannot be restored as it is: {}{more}", shown.join("; "))))
+}
+
+/// Create the backup's indexes and fields on the target (its primary). `POST /schema`
+/// creates them all, but reads an int or decimal bound of 0 as unset and stores ±2^63
+/// instead (upstream's `CreateFieldIfNotExistsWithOptions`); such fields are left out of
+/// the posted document and created through `POST /index/{i}/field/{f}`, which keeps the
+/// bound. The schema bytes are posted untouched when no field needs that.
+async fn restore_schema(client: &ClusterClient, primary: &Node, bytes: &[u8]) -> Result<()> {
+    let split = crate::schema::split_zero_bound_fields(bytes)?;
+    let posted = split.posted.as_deref().unwrap_or(bytes);
+    client
+        .post(
+            &primary.uri,
+            "/schema",
+            reqwest::Body::from(posted.to_vec()),
+            Some(posted.len() as u64),
+            "application/json",
+        )
+        .await?;
+    for field in split.fields {
+        let body = serde_json::to_vec(&serde_json::json!({ "options": field.options }))
+            .map_err(|e| Error::protocol("encoding field options").with_source(e))?;
+        let route = format!("/index/{}/field/{}", field.index, field.field);
+        client
+            .post(&primary.uri, &route, reqwest::Body::from(body.clone()), Some(body.len() as u64), "application/json")
+            .await
+            .map_err(|e| {
+                e.context(format!("creating field {:?} of index {:?} (a bound of 0)", field.field, field.index))
+            })?;
+    }
+    Ok(())
+}
+
 fn cur_is_schema(path: &str) -> bool {
     path == "schema"
 }
@@ -579,7 +658,6 @@ async fn begin(
     targets: Option<&mut Targets<'_>>,
     client: Option<&Arc<ClusterClient>>,
     inflight: &mut JoinSet<Result<()>>,
-    opts: &ImportOptions,
     events: &Events,
 ) -> Result<()> {
     check_declared(cur)?;
@@ -594,8 +672,10 @@ async fn begin(
             String::from_utf8_lossy(&cur.prefix[..cur.prefix.len().min(40)])
         )));
     }
-    let schema_sent = cur.path == EntryPath::Schema && opts.schema.is_some();
-    if junk_dataframe || schema_sent {
+    // The schema is never streamed: it was sent up front, or is sent when it has been read
+    // whole and checked (see `restore_schema`).
+    let schema_entry = cur.path == EntryPath::Schema;
+    if junk_dataframe || schema_entry {
         if junk_dataframe {
             events.event(Event::Warning(format!(
                 "{}: upstream's placeholder ({:?}), saved when dataframes are disabled; not data, not restored",
@@ -625,8 +705,7 @@ async fn start(
     if owners.is_empty() {
         return Err(Error::protocol(format!("the target cluster names no owner for {}", cur.path)));
     }
-    let content_type =
-        if matches!(cur.path, EntryPath::Schema) { "application/json" } else { "application/octet-stream" };
+    let content_type = "application/octet-stream";
     for node in owners {
         let (tx, rx) = mpsc::channel::<std::result::Result<Bytes, std::io::Error>>(BODY_QUEUE);
         let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });

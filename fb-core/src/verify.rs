@@ -510,9 +510,20 @@ pub fn verify(scan: Scan, external: Option<&Manifest>, deep: bool) -> Verificati
             None => Vec::new(),
         };
         for (path, message) in problems {
-            if let Some(r) = reports.iter_mut().find(|r| r.path == path && r.status == EntryStatus::Ok) {
-                r.status = EntryStatus::Malformed;
-                r.detail = Some(message);
+            match reports.iter_mut().find(|r| r.path == path) {
+                Some(r) if r.status == EntryStatus::Ok => {
+                    r.status = EntryStatus::Malformed;
+                    r.detail = Some(message);
+                }
+                Some(_) => {}
+                // An entry the schema requires and the archive lacks.
+                None => reports.push(EntryReport {
+                    path,
+                    status: EntryStatus::Missing,
+                    expected: None,
+                    actual: None,
+                    detail: Some(message),
+                }),
             }
         }
     }
@@ -547,14 +558,30 @@ pub fn declared_length_problem(kind: EntryKind, prefix: &[u8], actual: u64) -> O
     }
 }
 
-/// Check the `schema` entry against the other entries: it parses, and each index and field
-/// that an entry names exists in it.
+/// Check the `schema` entry against the other entries: it parses, upstream's `POST /schema`
+/// would accept it, each index and field that an entry names exists in it, and every key
+/// store it requires is there ([`Schema::required_key_entries`]). Each problem comes with the
+/// path it concerns (a required entry that is absent is named by its own path).
 pub fn check_schema_references(schema_bytes: &[u8], paths: &[EntryPath]) -> Vec<(String, String)> {
     let schema = match Schema::parse(schema_bytes) {
         Ok(s) => s,
         Err(e) => return vec![("schema".into(), e.chain())],
     };
     let mut out = Vec::new();
+    let refused = schema.upstream_problems();
+    if !refused.is_empty() {
+        out.push(("schema".into(), format!("FeatureBase would refuse this schema: {}", refused.join("; "))));
+    }
+    let present: BTreeSet<&EntryPath> = paths.iter().collect();
+    for required in schema.required_key_entries() {
+        if !present.contains(&required) {
+            let why = match &required {
+                EntryPath::FieldKeys { index, field } => format!("field {field:?} of index {index:?} is keyed"),
+                other => format!("index {:?} is keyed", other.index().unwrap_or_default()),
+            };
+            out.push((required.to_string(), format!("missing: {why}, so the backup must hold this key store")));
+        }
+    }
     for p in paths {
         if let Some(index) = p.index() {
             match schema.index(index) {
