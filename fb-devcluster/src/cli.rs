@@ -16,9 +16,11 @@ node, DELETE /_fbkit/fault to clear every fault, GET /_fbkit/fault to list them)
                            PREFIX is a request path prefix (default: every path).
 
   down@N                   node N stops listening (connections refused, open connections
-                           dropped, /status shows it UNKNOWN); it listens again on the same
-                           port when the faults are cleared
-  hang[@N][:PREFIX]        requests are read but never answered
+                           dropped); the others list it STARTED (and redirect to it) for
+                           --degraded-after, then UNKNOWN with /status DEGRADED or DOWN; it
+                           listens again on the same port when the faults are cleared
+  hang[@N][:PREFIX]        requests are read but never answered; without PREFIX the node is
+                           frozen, and the cluster notices it like a down node
   error[@N]:STATUS[:COUNT[:PREFIX]]
                            the next COUNT matching requests (all when COUNT is * or absent)
                            answer STATUS, e.g. error@1:503:5:/internal/
@@ -33,12 +35,16 @@ node, DELETE /_fbkit/fault to clear every fault, GET /_fbkit/fault to list them)
                            steps, 2 ms apart); each step commits the ID first (key
                            translation or ID allocator), then writes the shard bits
 
-The /_fbkit/fault routes need the token when --auth-token is set (401 otherwise) and are
-exempt from every fault except down (send them to another node).
+The /_fbkit/fault and /_fbkit/query routes need a token when auth is on (401 otherwise)
+and are exempt from every fault except down (send them to another node).
+POST /_fbkit/query?index=INDEX[&node=N] with a PQL body reports it in GET /queries (on node
+N, or on every node); DELETE /_fbkit/query clears them.
 
 EXAMPLES:
   fb-devcluster --nodes 3 --replicas 2 --port 10101 --demo
   fb-devcluster --nodes 3 --replicas 2 --port 0 --seed-from extracted-backup/
+  fb-devcluster --nodes 3 --replicas 2 --port 0 --demo --degraded-after 0 --fault down@1
+  fb-devcluster --demo --auth-token ADMIN --read-token R=users --expired-token OLD
   fb-devcluster --nodes 1 --port 0 --data-dir /tmp/c1 --auth-token T \\
       --tls-cert c.pem --tls-key k.pem --tls-client-ca ca.pem
   curl -X POST --data 'down@1' http://127.0.0.1:10101/_fbkit/fault";
@@ -77,9 +83,31 @@ pub struct Cli {
     /// Dataframe GETs: served, or 400 "Dataframe is disabled" like a default upstream.
     #[arg(long, value_enum, default_value_t = DataframeArg::Enabled)]
     pub dataframes: DataframeArg,
-    /// Require "Authorization: Bearer TOKEN" (401/403 like upstream otherwise).
+    /// Require "Authorization: Bearer TOKEN" (401/403 like upstream otherwise); this token
+    /// has admin rights.
     #[arg(long, value_name = "TOKEN", env = "FB_DEVCLUSTER_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
+    /// Also accept TOKEN for a user without admin rights who may read only the listed
+    /// indexes (repeatable): GET /schema shows only those, their shards and key stores are
+    /// served, other indexes and admin routes (/info, /queries, POST /schema, restores)
+    /// answer 403 like upstream.
+    #[arg(long, value_name = "TOKEN=INDEX[,INDEX...]")]
+    pub read_token: Vec<crate::ReadToken>,
+    /// Treat TOKEN as well-formed but expired (repeatable): 403 (401 on internal routes)
+    /// "authenticating: token is expired: ...", like upstream when the refresh fails.
+    #[arg(long, value_name = "TOKEN")]
+    pub expired_token: Vec<String>,
+    /// How long the other nodes keep listing a dead node (down@N, or hang@N on every path)
+    /// as STARTED and redirecting to it, before /status says DEGRADED (or DOWN) and key
+    /// stores are refused (404 "... not allowed in state DEGRADED"). Upstream takes about
+    /// 20s; 0 notices at once. Units: ms, s, m.
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration)]
+    pub degraded_after: std::time::Duration,
+    /// Report a query as running on every node in GET /queries (repeatable), e.g.
+    /// 'users=Delete(Row(color="red"))'. Also POST /_fbkit/query?index=INDEX with the PQL as
+    /// the body, DELETE /_fbkit/query to clear.
+    #[arg(long, value_name = "INDEX=PQL")]
+    pub active_query: Vec<crate::ActiveQuery>,
     /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
     #[arg(long, value_name = "PEM", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -131,6 +159,8 @@ impl Cli {
                 DataframeArg::Disabled => Dataframes::Disabled,
             },
             auth_token: self.auth_token,
+            read_tokens: self.read_token,
+            expired_tokens: self.expired_token,
             tls: self.tls_cert.zip(self.tls_key).map(|(cert, key)| TlsFiles {
                 cert,
                 key,
@@ -139,6 +169,24 @@ impl Cli {
             faults: self.fault,
             cluster_name: self.cluster_name,
             reset_schema_timestamps: !self.keep_schema_timestamps,
+            degraded_after: self.degraded_after,
+            active_queries: self.active_query,
         })
+    }
+}
+
+/// `--degraded-after`: a whole number with a unit (`ms`, `s`, `m`), or `0`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    if s == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let n: u64 = s[..split].parse().map_err(|_| format!("{s:?}: expected a number and a unit, e.g. 3s or 500ms"))?;
+    match &s[split..] {
+        "ms" => Ok(std::time::Duration::from_millis(n)),
+        "s" => Ok(std::time::Duration::from_secs(n)),
+        "m" => Ok(std::time::Duration::from_secs(n.saturating_mul(60))),
+        _ => Err(format!("{s:?}: expected a number and a unit (ms, s or m), e.g. 3s")),
     }
 }

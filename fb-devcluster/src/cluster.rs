@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use fb_core::topology::{ClusterStatus, Node, NodeUri, Placement};
 use hyper::service::service_fn;
@@ -28,6 +29,9 @@ pub(crate) struct NodeInfo {
     pub down: Arc<AtomicBool>,
     /// Whether the node's port is open, as the node's loop last set it.
     pub listening: Listening,
+    /// Since when the node is dead (`down`, or frozen by a `hang` on every path), as the
+    /// fault table last said; `None` while it lives.
+    pub dead_since: Mutex<Option<Instant>>,
 }
 
 /// A node's listening state, waitable from threads outside the runtime.
@@ -63,8 +67,40 @@ pub(crate) struct Settings {
     pub scheme: &'static str,
     pub cluster_name: String,
     pub auth_token: Option<String>,
+    pub read_tokens: Vec<crate::ReadToken>,
+    pub expired_tokens: Vec<String>,
     pub dataframes_enabled: bool,
     pub reset_schema_timestamps: bool,
+    pub degraded_after: Duration,
+}
+
+/// The cluster state `/status` reports (upstream `disco.ClusterState`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    Normal,
+    Degraded,
+    Down,
+}
+
+impl State {
+    /// The name upstream prints.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            State::Normal => "NORMAL",
+            State::Degraded => "DEGRADED",
+            State::Down => "DOWN",
+        }
+    }
+}
+
+/// A query a node reports as running (`GET /queries`), injected by tests.
+#[derive(Debug, Clone)]
+pub(crate) struct RunningQuery {
+    /// The node running it; `None`: every node (a query fans out to every shard owner).
+    pub node: Option<usize>,
+    pub index: String,
+    pub pql: String,
+    pub started: Instant,
 }
 
 /// State shared by every node's server.
@@ -77,6 +113,8 @@ pub(crate) struct Cluster {
     /// Bumped on every fault change; hanging requests and node loops wait on it.
     pub fault_gen: watch::Sender<u64>,
     pub churn: crate::churn::ChurnControl,
+    /// Queries reported as running by `GET /queries`.
+    pub queries: Mutex<Vec<RunningQuery>>,
 }
 
 impl Cluster {
@@ -89,6 +127,7 @@ impl Cluster {
             faults: Mutex::new(FaultTable::default()),
             fault_gen: watch::channel(0).0,
             churn: Default::default(),
+            queries: Mutex::new(Vec::new()),
         }
     }
 
@@ -133,8 +172,16 @@ impl Cluster {
     fn faults_changed(&self) {
         {
             let table = self.faults();
+            let now = Instant::now();
             for (i, n) in self.nodes.iter().enumerate() {
                 n.down.store(table.is_down(i), Ordering::SeqCst);
+                let dead = table.is_down(i) || table.is_frozen(i);
+                let mut since = n.dead_since.lock().unwrap_or_else(|e| e.into_inner());
+                match (dead, *since) {
+                    (true, None) => *since = Some(now),
+                    (false, Some(_)) => *since = None,
+                    _ => {}
+                }
             }
         }
         self.fault_gen.send_modify(|g| *g += 1);
@@ -149,9 +196,59 @@ impl Cluster {
         out
     }
 
+    /// Report a query as running on `node` (`None`: every node) from now on.
+    pub(crate) fn add_query(&self, node: Option<usize>, q: crate::ActiveQuery) {
+        let mut list = self.queries.lock().unwrap_or_else(|e| e.into_inner());
+        list.push(RunningQuery { node, index: q.index, pql: q.pql, started: Instant::now() });
+    }
+
+    /// Stop reporting every query.
+    pub(crate) fn clear_queries(&self) {
+        self.queries.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// The queries node `node` reports, oldest first (then by PQL), as upstream's
+    /// `queryTracker.ActiveQueries` sorts them.
+    pub(crate) fn queries_on(&self, node: usize) -> Vec<RunningQuery> {
+        let mut out: Vec<RunningQuery> = self
+            .queries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|q| q.node.is_none_or(|n| n == node))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| a.started.cmp(&b.started).then_with(|| a.pql.cmp(&b.pql)));
+        out
+    }
+
     /// Node index of the cluster's primary.
     pub(crate) fn primary(&self) -> usize {
         self.placement.primary()
+    }
+
+    /// Whether the cluster has noticed that node `i` is dead. Upstream learns it when the
+    /// node's etcd heartbeat lease expires (etcd/embed.go: the heartbeat key is deleted and
+    /// the node's state becomes UNKNOWN), about 20 s after a kill or a SIGSTOP; until then
+    /// the node is listed STARTED and requests are still sent or redirected to it. Here the
+    /// delay is `degraded_after`; a node that comes back is STARTED again at once.
+    pub(crate) fn noticed_dead(&self, i: usize) -> bool {
+        let since = *self.nodes[i].dead_since.lock().unwrap_or_else(|e| e.into_inner());
+        since.is_some_and(|t| t.elapsed() >= self.settings.degraded_after)
+    }
+
+    /// The cluster state, as upstream's `Etcd.ClusterState` (etcd/embed.go) computes it:
+    /// NORMAL when every node is STARTED, DOWN when at least `replicas` are not, DEGRADED
+    /// in between.
+    pub(crate) fn state(&self) -> State {
+        let missing = (0..self.nodes.len()).filter(|&i| self.noticed_dead(i)).count();
+        if missing == 0 {
+            State::Normal
+        } else if missing >= self.placement.replicas() {
+            State::Down
+        } else {
+            State::Degraded
+        }
     }
 
     /// The node as `/status` and the node lists describe it.
@@ -163,23 +260,15 @@ impl Cluster {
             // No gRPC is served; the HTTP port is reported so that the field is complete.
             grpc_uri: Some(NodeUri { scheme: "grpc".into(), host: "127.0.0.1".into(), port: n.port }),
             is_primary: i == self.primary(),
-            state: if n.down.load(Ordering::SeqCst) { "UNKNOWN" } else { "STARTED" }.into(),
+            state: if self.noticed_dead(i) { "UNKNOWN" } else { "STARTED" }.into(),
         }
     }
 
     /// `/status` as seen from node `local`.
     pub(crate) fn status(&self, local: usize) -> ClusterStatus {
         let nodes: Vec<Node> = (0..self.nodes.len()).map(|i| self.node_json(i)).collect();
-        let not_started = nodes.iter().filter(|n| n.state != "STARTED").count();
-        let state = if not_started == 0 {
-            "NORMAL"
-        } else if not_started < self.placement.replicas() {
-            "DEGRADED"
-        } else {
-            "DOWN"
-        };
         ClusterStatus {
-            state: state.into(),
+            state: self.state().name().into(),
             nodes,
             local_id: self.nodes[local].id.clone(),
             cluster_name: self.settings.cluster_name.clone(),

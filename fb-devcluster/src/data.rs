@@ -31,6 +31,10 @@ pub const DEMO_USERS_SHARDS: u64 = 4;
 pub const DEMO_EVENTS_SHARDS: u64 = 8;
 /// The events shard that has a dataframe file.
 pub const DEMO_DATAFRAME_SHARD: u64 = 0;
+/// `min` of the demo's decimal field `price` (scale 2, created without bounds).
+pub const DEMO_DECIMAL_MIN: &str = "-92233720368547758.08";
+/// `max` of the demo's decimal field `price`.
+pub const DEMO_DECIMAL_MAX: &str = "92233720368547758.07";
 /// Fixed `createdAt` of the demo schema (2023-11-14T22:13:20Z in nanoseconds).
 const CREATED_AT: i64 = 1_700_000_000_000_000_000;
 const USERS_PER_SHARD: usize = 300;
@@ -81,10 +85,62 @@ pub fn empty_idalloc() -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
-/// A key store with no key (what upstream serves for a field that has none, keyed or not).
+/// A key store with no key, byte for byte what upstream serves for a key store nothing was
+/// written to: an index key partition of a keyed index (upstream `Index.open` opens a store
+/// for each of the 256 partitions) or the store of a field without keys.
+///
+/// Upstream `BoltTranslateStore.Open` (translate_boltdb.go) creates the buckets `keys`,
+/// `ids` and `free` in bbolt's second transaction, and the store is served with bbolt's
+/// `Tx.WriteTo`, which writes the current meta twice (page 1 with the txid one lower). The
+/// file is 6 pages of 4096 bytes: metas 0 and 1, the first transaction's freelist (2) and
+/// root leaf (3), the root leaf holding the three empty inline buckets (4), and the
+/// freelist listing pages 2 and 3 (5). `fb-core`'s bbolt writer makes a smaller file with the
+/// same buckets; this one matches the 252 empty partitions of a real v3.35 backup.
 pub fn empty_key_store() -> io::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    fb_core::format::translate::write_store(&mut out, &[])?;
+    const PAGE: usize = 4096;
+    const TXID: u64 = 2;
+    let mut out = vec![0u8; 6 * PAGE];
+    let put16 = |b: &mut [u8], at: usize, v: u16| b[at..at + 2].copy_from_slice(&v.to_le_bytes());
+    let put32 = |b: &mut [u8], at: usize, v: u32| b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    let put64 = |b: &mut [u8], at: usize, v: u64| b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    // Page header: id u64, flags u16, count u16, overflow u32.
+    let header = |b: &mut [u8], page: usize, flags: u16, count: u16| {
+        put64(b, page * PAGE, page as u64);
+        put16(b, page * PAGE + 8, flags);
+        put16(b, page * PAGE + 10, count);
+    };
+    for (page, txid) in [(0usize, TXID), (1, TXID - 1)] {
+        header(&mut out, page, 0x04, 0);
+        let m = page * PAGE + 16;
+        put32(&mut out, m, 0xED0C_DAED); // magic
+        put32(&mut out, m + 4, 2); // version
+        put32(&mut out, m + 8, PAGE as u32);
+        put64(&mut out, m + 16, 4); // root bucket page (sequence 0 follows)
+        put64(&mut out, m + 32, 5); // freelist page
+        put64(&mut out, m + 40, 6); // high-water page id
+        put64(&mut out, m + 48, txid);
+        let sum = fb_core::topology::fnv1a64(&[&out[m..m + 56]]);
+        put64(&mut out, m + 56, sum);
+    }
+    header(&mut out, 2, 0x10, 0); // the first transaction's freelist, now free
+    header(&mut out, 3, 0x02, 0); // the first transaction's root, now free
+                                  // Root leaf: three bucket elements (flag 1), each value a 16-byte bucket header (root 0:
+                                  // inline) followed by an empty inline leaf page header.
+    header(&mut out, 4, 0x02, 3);
+    let mut data = 4 * PAGE + 16 + 3 * 16;
+    for (i, name) in [&b"free"[..], b"ids", b"keys"].into_iter().enumerate() {
+        let elem = 4 * PAGE + 16 + i * 16;
+        put32(&mut out, elem, 1);
+        put32(&mut out, elem + 4, (data - elem) as u32);
+        put32(&mut out, elem + 8, name.len() as u32);
+        put32(&mut out, elem + 12, 32);
+        out[data..data + name.len()].copy_from_slice(name);
+        put16(&mut out, data + name.len() + 16 + 8, 0x02);
+        data += name.len() + 32;
+    }
+    header(&mut out, 5, 0x10, 2);
+    put64(&mut out, 5 * PAGE + 16, 2);
+    put64(&mut out, 5 * PAGE + 24, 3);
     Ok(out)
 }
 
@@ -135,7 +191,18 @@ fn demo_schema() -> Value {
                 {"name": "kind", "createdAt": t(3), "owner": "demo",
                  "options": {"type": "mutex", "cacheType": "ranked", "cacheSize": 50000}},
                 {"name": "seen", "createdAt": t(4), "owner": "demo",
-                 "options": {"type": "time", "timeQuantum": "YMD"}}
+                 "options": {"type": "time", "timeQuantum": "YMD"}},
+                // Created without bounds: upstream's defaults for scale 2 (`pql.MinMax(2)`,
+                // printed by `Decimal.String`), spelt exactly (never through a float).
+                {"name": "price", "createdAt": t(5), "owner": "demo",
+                 "options": {"type": "decimal", "base": 0, "scale": 2, "bitDepth": 0,
+                             "min": DEMO_DECIMAL_MIN.parse::<serde_json::Number>().ok(),
+                             "max": DEMO_DECIMAL_MAX.parse::<serde_json::Number>().ok()}},
+                // Upstream's defaults for a timestamp field in seconds (`OptFieldTypeTimestamp`
+                // with the default epoch): MinTimestamp and MaxTimestamp in seconds.
+                {"name": "at", "createdAt": t(6), "owner": "demo",
+                 "options": {"type": "timestamp", "epoch": "1970-01-01T00:00:00Z", "bitDepth": 0,
+                             "min": -62_135_596_799i64, "max": 253_402_300_799i64, "timeUnit": "s"}}
             ]
         },
         {
@@ -153,8 +220,19 @@ fn demo_schema() -> Value {
     ]})
 }
 
+/// Day number since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+pub(crate) fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (i64::from(m) + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Civil date of a day number since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil(days: i64) -> (i64, u32, u32) {
+pub(crate) fn civil(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -176,6 +254,9 @@ pub fn seed_demo(stores: &[NodeStore], placement: &Placement, shard_bytes: u64) 
     // events: unkeyed, IDs from the ID allocator.
     let mut max_event_id = 0;
     let day0 = 19_783; // 2024-03-01
+                       // The decimal and timestamp values have their own generator, so that adding them left
+                       // every other value of the demo as it was.
+    let mut bsi_rng = SplitMix64::new(0xdec1_3a15);
     for shard in 0..DEMO_EVENTS_SHARDS {
         let mut cols = BTreeSet::new();
         while cols.len() < EVENTS_PER_SHARD {
@@ -196,6 +277,23 @@ pub fn seed_demo(stores: &[NodeStore], placement: &Placement, shard_bytes: u64) 
                     set("amount", "bsig_amount", pos(2 + bit, c));
                 }
             }
+            // Bit-sliced like `amount` (upstream bsiGroup layout: row 0 exists, row 1 sign,
+            // rows 2.. the bits of value - base; base 0 for both): `price` in cents
+            // (-500.00..=4999.99), `at` in seconds within the demo's days.
+            let cents = bsi_rng.below(550_000) as i64 - 50_000;
+            let at = (day0 + bsi_rng.below(92) as i64) * 86_400 + bsi_rng.below(86_400) as i64;
+            for (field, v) in [("price", cents), ("at", at)] {
+                let view = format!("bsig_{field}");
+                set(field, &view, pos(0, c));
+                if v < 0 {
+                    set(field, &view, pos(1, c));
+                }
+                for bit in 0..64 - v.unsigned_abs().leading_zeros() {
+                    if v.unsigned_abs() >> bit & 1 == 1 {
+                        set(field, &view, pos(2 + u64::from(bit), c));
+                    }
+                }
+            }
             set("flag", "standard", pos(rng.below(2), c));
             set("kind", "standard", pos(rng.below(5), c));
             let row = 1 + rng.below(4);
@@ -214,7 +312,13 @@ pub fn seed_demo(stores: &[NodeStore], placement: &Placement, shard_bytes: u64) 
         let owners = placement.shard_owners(DEMO_UNKEYED_INDEX, shard);
         write_to_owners(stores, &owners, &entry, |w| rbf::write_shard(w, &bm, shard_bytes).map(|_| ()))?;
     }
-    for (field, v) in [("amount", "bsig_amount"), ("flag", "standard"), ("kind", "standard")] {
+    for (field, v) in [
+        ("amount", "bsig_amount"),
+        ("flag", "standard"),
+        ("kind", "standard"),
+        ("price", "bsig_price"),
+        ("at", "bsig_at"),
+    ] {
         views.entry(field.into()).or_default().insert(v.into());
     }
 

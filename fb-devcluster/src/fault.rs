@@ -6,8 +6,8 @@
 //!
 //! | spec | effect |
 //! |---|---|
-//! | `down[@N]` | the node stops listening (connections refused, open connections dropped); it listens again on the same port when the fault is cleared |
-//! | `hang[@N][:PREFIX]` | requests are read but never answered (until the fault is cleared) |
+//! | `down[@N]` | the node stops listening (connections refused, open connections dropped); it listens again on the same port when the fault is cleared. The other nodes list it STARTED until the cluster notices (`degraded_after`), then UNKNOWN |
+//! | `hang[@N][:PREFIX]` | requests are read but never answered (until the fault is cleared); without PREFIX the node is frozen and the cluster notices it like a down node |
 //! | `error[@N]:STATUS[:COUNT[:PREFIX]]` | the next COUNT matching requests (every one when COUNT is `*` or absent) answer STATUS |
 //! | `cut[@N]:BYTES[:PREFIX]` | response bodies end after BYTES bytes although the headers promise more |
 //! | `slow[@N]:BYTES_PER_SEC[:PREFIX]` | response bodies are sent at that rate |
@@ -258,6 +258,15 @@ impl FaultTable {
         self.active.iter().any(|a| a.spec.kind == FaultKind::Down && a.spec.node.unwrap_or(node) == node)
     }
 
+    /// Whether `node` is frozen: a `hang` on every path (prefix `/`) applies to it, as for a
+    /// SIGSTOPped process whose port still accepts connections. The cluster notices such a
+    /// node like a `down` one (its heartbeats stop).
+    pub fn is_frozen(&self, node: usize) -> bool {
+        self.active.iter().any(|a| {
+            matches!(&a.spec.kind, FaultKind::Hang { prefix } if prefix == "/") && a.spec.node.unwrap_or(node) == node
+        })
+    }
+
     /// Look at the request without consuming `error` counts (used while a request hangs).
     pub fn peek_hang(&self, node: usize, path: &str) -> bool {
         self.active.iter().any(|a| matches!(a.spec.kind, FaultKind::Hang { .. }) && a.spec.applies(node, path))
@@ -362,5 +371,10 @@ mod tests {
         t.clear();
         t.add("down".parse().unwrap());
         assert!(t.is_down(0) && t.is_down(5));
+        t.clear();
+        t.add("hang@1:/internal/".parse().unwrap());
+        assert!(!t.is_frozen(1), "a hang under a prefix leaves the node alive");
+        t.add("hang@2".parse().unwrap());
+        assert!(t.is_frozen(2) && !t.is_frozen(1) && !t.is_down(2));
     }
 }

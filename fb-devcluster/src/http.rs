@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
 use crate::body::{self, Body, BodyFaults, FaultBody};
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, State};
 use crate::fault::FaultSpec;
 use crate::schema_doc::SchemaDoc;
 
@@ -31,15 +31,34 @@ pub(crate) struct Abandon(&'static str);
 
 type Resp = Response<Body>;
 
-/// Which check a route's auth wrapper makes upstream.
+/// Which check a route's auth wrapper makes upstream (http_handler.go `NewRouter`).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Auth {
     /// No token needed.
     None,
-    /// `chkAuthN`: 401 on a missing or bad token.
+    /// `chkAuthN`: 401 on a missing or bad token; any valid token passes.
     AuthN,
-    /// `chkAuthZ`: 403 on a missing or bad token.
-    AuthZ,
+    /// `chkAuthZ`: 403 on a missing or bad token, then the permission check.
+    AuthZ(Perm),
+}
+
+/// The permission a `chkAuthZ` route asks for (upstream `authz.Permission`).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Perm {
+    Read,
+    Write,
+    Admin,
+}
+
+/// Who sent a request, as far as auth goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    /// Auth is off.
+    Open,
+    /// The admin token.
+    Admin,
+    /// The k-th read token.
+    Reader(usize),
 }
 
 /// Query arguments a route accepts (upstream's validators), required ones first.
@@ -71,7 +90,11 @@ enum Route {
     Dataframe(String, String),
     DataframeRestore(String, String),
     DiskUsage(Option<String>),
+    PostIndex(String),
+    PostField(String, String),
+    Queries,
     Faults,
+    QueryControl,
 }
 
 impl Route {
@@ -79,8 +102,40 @@ impl Route {
         use Route::*;
         match self {
             Version => Auth::None,
-            Nodes | FragmentNodes | PartitionNodes | IdallocData | IdallocRestore | Faults => Auth::AuthN,
-            _ => Auth::AuthZ,
+            Nodes | FragmentNodes | PartitionNodes | IdallocData | IdallocRestore | Faults | QueryControl => {
+                Auth::AuthN
+            }
+            Info
+            | PostSchema
+            | TranslateIndexRestore(..)
+            | TranslateFieldRestore(..)
+            | ShardRestore(..)
+            | DataframeRestore(..)
+            | PostIndex(_)
+            | Queries => Auth::AuthZ(Perm::Admin),
+            PostField(..) => Auth::AuthZ(Perm::Write),
+            Status | GetSchema | Shards(_) | Snapshot(..) | TranslateData | Dataframe(..) | DiskUsage(_) => {
+                Auth::AuthZ(Perm::Read)
+            }
+        }
+    }
+
+    /// The index a permission check is about: the route's `{index}` variable, else the
+    /// `index` query argument (upstream `chkAuthZ`).
+    fn index_var(&self) -> Option<&str> {
+        use Route::*;
+        match self {
+            Shards(i)
+            | Snapshot(i, _)
+            | TranslateIndexRestore(i, _)
+            | TranslateFieldRestore(i, _)
+            | ShardRestore(i, _)
+            | Dataframe(i, _)
+            | DataframeRestore(i, _)
+            | DiskUsage(Some(i))
+            | PostIndex(i)
+            | PostField(i, _) => Some(i),
+            _ => None,
         }
     }
 
@@ -101,7 +156,17 @@ impl Route {
         use Route::*;
         matches!(
             self,
-            Status | Info | Version | GetSchema | Nodes | Shards(_) | FragmentNodes | PartitionNodes | DiskUsage(_)
+            Status
+                | Info
+                | Version
+                | GetSchema
+                | Nodes
+                | Shards(_)
+                | FragmentNodes
+                | PartitionNodes
+                | DiskUsage(_)
+                | PostIndex(_)
+                | PostField(..)
         )
     }
 }
@@ -137,10 +202,15 @@ fn route(method: &Method, path: &str) -> Result<Route, Miss> {
         ["internal", "translate", "field", i, f] => (Route::TranslateFieldRestore(s(i), s(f)), &[&post]),
         ["internal", "restore", i, sh] => (Route::ShardRestore(s(i), s(sh)), &[&post]),
         ["index", i, "dataframe", sh] => (Route::Dataframe(s(i), s(sh)), &[&get]),
+        // GET and DELETE exist upstream too (not served here: 405).
+        ["index", i] => (Route::PostIndex(s(i)), &[&post]),
+        ["index", i, "field", f] => (Route::PostField(s(i), s(f)), &[&post]),
+        ["queries"] => (Route::Queries, &[&get]),
         ["internal", "dataframe", "restore", i, sh] => (Route::DataframeRestore(s(i), s(sh)), &[&post]),
         ["internal", "disk-usage"] => (Route::DiskUsage(None), &[&get]),
         ["internal", "disk-usage", i] => (Route::DiskUsage(Some(s(i))), &[&get]),
         ["_fbkit", "fault"] => (Route::Faults, &[&get, &post, &delete]),
+        ["_fbkit", "query"] => (Route::QueryControl, &[&get, &post, &delete]),
         _ => return Err(Miss::Path),
     };
     if !methods.contains(&method) {
@@ -159,7 +229,7 @@ pub(crate) async fn handle(cluster: Arc<Cluster>, node: usize, req: Request<Inco
         // gorilla/mux answers a known path with another method 405 and no body.
         Err(Miss::Method) => return Ok(with_status(StatusCode::METHOD_NOT_ALLOWED, body::empty())),
     };
-    let control = matches!(r, Route::Faults);
+    let control = matches!(r, Route::Faults | Route::QueryControl);
 
     // Faults come first: a faulty node misbehaves whatever the request is. The control
     // routes are exempt so that faults can always be changed.
@@ -185,14 +255,16 @@ pub(crate) async fn handle(cluster: Arc<Cluster>, node: usize, req: Request<Inco
             return Ok(text(StatusCode::BAD_REQUEST, &msg));
         }
     }
-    if let Some(resp) = check_auth(&cluster, r.auth(), &req) {
-        return Ok(resp);
-    }
+    let index_arg = query.iter().find(|(k, _)| k == "index").map(|(_, v)| v.as_str());
+    let caller = match check_auth(&cluster, r.auth(), r.index_var().or(index_arg), &req) {
+        Ok(caller) => caller,
+        Err((status, msg)) => return Ok(text(status, &msg)),
+    };
     if r.json_only() && !accepts_json(&req) {
         return Ok(text(StatusCode::NOT_ACCEPTABLE, "JSON only acceptable response"));
     }
 
-    let resp = dispatch(&cluster, node, r, &query, req).await;
+    let resp = dispatch(&cluster, node, r, caller, &query, req).await;
     let resp = match resp {
         Ok(resp) => resp,
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("fb-devcluster: {e}")),
@@ -233,10 +305,12 @@ async fn dispatch(
     cluster: &Arc<Cluster>,
     node: usize,
     r: Route,
+    caller: Caller,
     query: &[(String, String)],
     req: Request<Incoming>,
 ) -> io::Result<Resp> {
     let q = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str()).unwrap_or("");
+    let state = cluster.state();
     match r {
         Route::Status => Ok(json_resp(&cluster.status(node))),
         Route::Version => Ok(json_resp(&json!({ "version": VERSION }))),
@@ -256,7 +330,21 @@ async fn dispatch(
             })))
         }
         Route::GetSchema => {
-            let body = cluster.schema().response_body(q("views") == "true");
+            // Upstream `handleGetSchema` only logs a failing `api.Schema` (refused in state
+            // DOWN) and encodes the nil list: 200 `{"indexes":null}`. With auth on, a
+            // non-admin caller sees only the indexes it may read (`filterSchema`), and
+            // `null` when that is none.
+            if state == State::Down {
+                return Ok(json_bytes(b"{\"indexes\":null}\n".to_vec()));
+            }
+            let schema = cluster.schema();
+            let body = match caller {
+                Caller::Reader(k) => {
+                    let allowed = &cluster.settings.read_tokens[k].indexes;
+                    schema.response_body_filtered(q("views") == "true", |name| allowed.iter().any(|a| a == name))
+                }
+                _ => schema.response_body(q("views") == "true"),
+            };
             Ok(json_bytes(body))
         }
         Route::PostSchema => post_schema(cluster, req).await,
@@ -278,6 +366,9 @@ async fn dispatch(
             let Ok(shard) = q("shard").parse::<u64>() else {
                 return Ok(text(StatusCode::BAD_REQUEST, "shard should be an unsigned integer"));
             };
+            if let Some(msg) = refused("apiShardNodes", state) {
+                return Ok(text(StatusCode::BAD_REQUEST, &msg));
+            }
             let owners = cluster.shard_owners(q("index"), shard);
             Ok(json_resp(&owners.iter().map(|&i| cluster.node_json(i)).collect::<Vec<_>>()))
         }
@@ -285,6 +376,9 @@ async fn dispatch(
             let Ok(partition) = q("partition").parse::<u32>() else {
                 return Ok(text(StatusCode::BAD_REQUEST, "shard should be an unsigned integer"));
             };
+            if let Some(msg) = refused("apiPartitionNodes", state) {
+                return Ok(text(StatusCode::BAD_REQUEST, &msg));
+            }
             let owners = cluster.partition_owners(partition);
             Ok(json_resp(&owners.iter().map(|&i| cluster.node_json(i)).collect::<Vec<_>>()))
         }
@@ -381,7 +475,8 @@ async fn dispatch(
             if !cluster.settings.dataframes_enabled {
                 return Ok(text(StatusCode::BAD_REQUEST, "Dataframe is disabled"));
             }
-            if cluster.schema().index(&index).is_none() {
+            // `api.Index` is refused in state DOWN; the handler reports any failure so.
+            if state == State::Down || cluster.schema().index(&index).is_none() {
                 return Ok(text(StatusCode::NOT_FOUND, &format!("Index {index} Not Found")));
             }
             let Ok(s) = shard.parse::<u64>() else {
@@ -403,7 +498,7 @@ async fn dispatch(
                     &format!("failed to parse shard {index} {shard} err:invalid syntax"),
                 ));
             };
-            if cluster.schema().index(&index).is_none() {
+            if state == State::Down || cluster.schema().index(&index).is_none() {
                 return Ok(text(StatusCode::NOT_FOUND, &format!("Index {index} Not Found")));
             }
             let path = cluster.nodes[node].store.path(&EntryPath::Dataframe { index: index.clone(), shard: s });
@@ -419,8 +514,27 @@ async fn dispatch(
             Ok(usage) => Ok(json_resp(&json!({ "usage": usage }))),
             Err(e) => Ok(text(StatusCode::INTERNAL_SERVER_ERROR, &format!("getting disk usage: {e}"))),
         },
+        Route::PostIndex(index) => post_index(cluster, state, &index, req).await,
+        Route::PostField(index, field) => post_field(cluster, state, &index, &field, req).await,
+        Route::Queries => active_queries(cluster, node, state, &req),
         Route::Faults => control(cluster, req).await,
+        Route::QueryControl => query_control(cluster, node, q("index"), q("node"), req).await,
     }
+}
+
+/// Upstream `API.validate` (api.go): the API methods each cluster state allows
+/// (`methodsNormal`, `methodsDegraded`, `methodsCommon`). Returns the error text of a
+/// refused method, as the handlers print it (wrapped by "validating api method").
+fn refused(method: &str, state: State) -> Option<String> {
+    // Of the methods fb-devcluster serves, these are allowed in DEGRADED as well.
+    const DEGRADED_OK: &[&str] =
+        &["apiField", "apiIndex", "apiShardNodes", "apiSchema", "apiActiveQueries", "apiPartitionNodes"];
+    let allowed = match state {
+        State::Normal => true,
+        State::Degraded => DEGRADED_OK.contains(&method),
+        State::Down => false,
+    };
+    (!allowed).then(|| format!("validating api method: api method {method} not allowed in state {}", state.name()))
 }
 
 async fn post_schema(cluster: &Arc<Cluster>, req: Request<Incoming>) -> io::Result<Resp> {
@@ -438,6 +552,12 @@ async fn post_schema(cluster: &Arc<Cluster>, req: Request<Incoming>) -> io::Resu
         }
         Err(e) => return Ok(text(StatusCode::BAD_REQUEST, &format!("decoding request as JSON Pilosa schema: {e}"))),
     };
+    if let Err(e) = crate::schema_doc::decode_posted(&mut posted) {
+        return Ok(text(StatusCode::BAD_REQUEST, &format!("decoding request as JSON Pilosa schema: {e}")));
+    }
+    if let Some(msg) = refused("apiApplySchema", cluster.state()) {
+        return Ok(text(StatusCode::BAD_REQUEST, &format!("apply schema to Pilosa: {msg}")));
+    }
     crate::schema_doc::widen_zero_bounds(&mut posted);
     let created_at = cluster.settings.reset_schema_timestamps.then(now_ns);
     let mut schema = cluster.schema.write().unwrap_or_else(|e| e.into_inner());
@@ -450,6 +570,275 @@ async fn post_schema(cluster: &Arc<Cluster>, req: Request<Incoming>) -> io::Resu
     match outcome {
         Ok(_) => Ok(with_status(StatusCode::NO_CONTENT, body::empty())),
         Err((_, e)) => Ok(text(StatusCode::BAD_REQUEST, &format!("apply schema to Pilosa: {}", e.0))),
+    }
+}
+
+/// Upstream's `successResponse.write` for a failure: the JSON document as plain text.
+fn failure_response(status: StatusCode, name: &str, created_at: Option<i64>, message: &str) -> Resp {
+    let mut doc = serde_json::Map::new();
+    doc.insert("success".into(), false.into());
+    doc.insert("name".into(), name.into());
+    if let Some(c) = created_at.filter(|&c| c != 0) {
+        doc.insert("createdAt".into(), c.into());
+    }
+    doc.insert("error".into(), json!({ "message": message }));
+    let body = serde_json::to_string(&Value::Object(doc)).expect("JSON");
+    text(status, &body)
+}
+
+/// Upstream's `successResponse.write` for a success.
+fn created_response(name: &str, created_at: i64) -> Resp {
+    json_resp(&json!({ "success": true, "name": name, "createdAt": created_at }))
+}
+
+/// Read a JSON request body; an empty body is `null` (Go's decoder sees `io.EOF`).
+async fn json_body(req: Request<Incoming>) -> Result<Value, String> {
+    let bytes = req.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+}
+
+/// `POST /index/{index}` (upstream `handlePostIndex`, `API.CreateIndex`): options
+/// `keys` (default false), `trackExistence` (default true), `partitionN`, `description`;
+/// any other key is refused.
+async fn post_index(cluster: &Arc<Cluster>, state: State, index: &str, req: Request<Incoming>) -> io::Result<Resp> {
+    let ise = StatusCode::INTERNAL_SERVER_ERROR;
+    let body = match json_body(req).await {
+        Ok(v) => v,
+        Err(e) => return Ok(failure_response(ise, index, None, &format!("unmarshalling unexpected values: {e}"))),
+    };
+    let mut options = json!({ "keys": false, "trackExistence": true, "partitionN": 0, "description": "" });
+    match &body {
+        Value::Null => {}
+        Value::Object(top) => {
+            for (k, v) in top {
+                let Value::Object(given) = v else {
+                    let msg = if k == "options" {
+                        "options is not map[string]interface{}".to_string()
+                    } else {
+                        format!("unknown key: {k}:{}", go_value(v))
+                    };
+                    return Ok(failure_response(ise, index, None, &msg));
+                };
+                if k != "options" {
+                    return Ok(failure_response(ise, index, None, &format!("unknown key: {k}:{}", go_value(v))));
+                }
+                for (kk, vv) in given {
+                    if !["keys", "trackExistence", "partitionN", "description"].contains(&kk.as_str()) {
+                        return Ok(failure_response(ise, index, None, &format!("unknown key: {kk}:{}", go_value(vv))));
+                    }
+                    options[kk.as_str()] = vv.clone();
+                }
+            }
+        }
+        _ => {
+            let msg =
+                "unmarshalling unexpected values: json: cannot unmarshal into Go value of type map[string]interface {}";
+            return Ok(failure_response(ise, index, None, msg));
+        }
+    }
+    if let Some(msg) = refused("apiCreateIndex", state) {
+        return Ok(failure_response(ise, index, None, &msg));
+    }
+    if !fb_core::layout::is_valid_name(index) {
+        let msg = format!(
+            "creating index: persisting index: validating name: '{index}': invalid index or field name, must match [a-z][a-z0-9Θ_-]* and contain at most 230 characters"
+        );
+        return Ok(failure_response(ise, index, None, &msg));
+    }
+    let now = now_ns();
+    let mut schema = cluster.schema.write().unwrap_or_else(|e| e.into_inner());
+    if let Some(existing) = schema.index(index) {
+        let created = existing.get("createdAt").and_then(Value::as_i64);
+        return Ok(failure_response(StatusCode::CONFLICT, index, created, "creating index: index already exists"));
+    }
+    let mut next = schema.clone();
+    if let Err(e) = next.create_index(index, &options, now) {
+        return Ok(failure_response(ise, index, None, &format!("creating index: {}", e.0)));
+    }
+    cluster.save_schema(&next)?;
+    *schema = next;
+    Ok(created_response(index, now))
+}
+
+/// `POST /index/{index}/field/{field}` (upstream `handlePostField`, `API.CreateField`).
+async fn post_field(
+    cluster: &Arc<Cluster>,
+    state: State,
+    index: &str,
+    field: &str,
+    req: Request<Incoming>,
+) -> io::Result<Resp> {
+    use crate::schema_doc::FieldRequestError as E;
+    let ise = StatusCode::INTERNAL_SERVER_ERROR;
+    let body = match json_body(req).await {
+        Ok(v) => v,
+        Err(e) => return Ok(failure_response(ise, field, None, &e)),
+    };
+    let options = match crate::schema_doc::field_from_request(&body) {
+        Ok(o) => Ok(o),
+        Err(E::Decode(m)) | Err(E::BadType(m)) => return Ok(failure_response(ise, field, None, &m)),
+        Err(E::Invalid(m)) => return Ok(failure_response(StatusCode::BAD_REQUEST, field, None, &m)),
+        Err(E::Apply(m)) => Err(m),
+    };
+    // `API.CreateField`: the state first, then the options, then the index and the name.
+    if let Some(msg) = refused("apiCreateField", state) {
+        return Ok(failure_response(ise, field, None, &msg));
+    }
+    let options = match options {
+        Ok(o) => o,
+        Err(m) => return Ok(text(StatusCode::BAD_REQUEST, &m)),
+    };
+    let now = now_ns();
+    let mut schema = cluster.schema.write().unwrap_or_else(|e| e.into_inner());
+    if schema.index(index).is_none() {
+        return Ok(failure_response(StatusCode::NOT_FOUND, field, None, &format!("{index}: index not found")));
+    }
+    if !fb_core::layout::is_valid_name(field) {
+        let msg = format!(
+            "creating field: validating name: '{field}': invalid index or field name, must match [a-z][a-z0-9Θ_-]* and contain at most 230 characters"
+        );
+        return Ok(failure_response(ise, field, None, &msg));
+    }
+    if let Some(existing) = schema.field(index, field) {
+        let created = existing.get("createdAt").and_then(Value::as_i64);
+        return Ok(failure_response(StatusCode::CONFLICT, field, created, "creating field: field already exists"));
+    }
+    let mut next = schema.clone();
+    if let Err(e) = next.create_field(index, field, &options, now) {
+        return Ok(failure_response(ise, field, None, &e.0));
+    }
+    cluster.save_schema(&next)?;
+    *schema = next;
+    Ok(created_response(field, now))
+}
+
+/// How Go's `%v` prints a decoded JSON value (for "unknown key" messages).
+fn go_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "<nil>".into(),
+        Value::Object(m) => {
+            let inner: Vec<String> = m.iter().map(|(k, v)| format!("{k}:{}", go_value(v))).collect();
+            format!("map[{}]", inner.join(" "))
+        }
+        Value::Array(a) => format!("[{}]", a.iter().map(go_value).collect::<Vec<_>>().join(" ")),
+        other => other.to_string(),
+    }
+}
+
+/// `GET /queries` (upstream `handleGetActiveQueries`): the queries this node runs, as text
+/// when the client accepts `text/plain` (also when it sends no Accept header), else as
+/// JSON `[{"PQL", "node", "index", "age" (nanoseconds)}]`.
+fn active_queries(cluster: &Cluster, node: usize, state: State, req: &Request<Incoming>) -> io::Result<Resp> {
+    let as_text = accepts(req, "text", "plain");
+    if !as_text && !accepts_json(req) {
+        return Ok(text(StatusCode::NOT_ACCEPTABLE, "no acceptable response type selected"));
+    }
+    if let Some(msg) = refused("apiActiveQueries", state) {
+        return Ok(text(StatusCode::INTERNAL_SERVER_ERROR, &msg));
+    }
+    let queries = cluster.queries_on(node);
+    let id = &cluster.nodes[node].id;
+    if as_text {
+        let ages: Vec<String> = queries.iter().map(|q| go_duration(q.started.elapsed().as_nanos())).collect();
+        let width = ages.iter().map(String::len).max().unwrap_or(0) + 2;
+        let mut out = String::new();
+        for (q, age) in queries.iter().zip(&ages) {
+            out.push_str(&format!("{age:<width$}{}\n", crate::schema_doc::go_quote(&q.pql)));
+        }
+        out.push('\n');
+        let mut resp = with_status(StatusCode::OK, body::full(out));
+        resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        return Ok(resp);
+    }
+    let list: Vec<Value> = queries
+        .iter()
+        .map(|q| {
+            let age = u64::try_from(q.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            json!({ "PQL": q.pql, "node": id, "index": q.index, "age": age })
+        })
+        .collect();
+    Ok(json_resp(&list))
+}
+
+/// Go's `time.Duration.String` (for the text form of `GET /queries`).
+fn go_duration(ns: u128) -> String {
+    if ns == 0 {
+        return "0s".into();
+    }
+    let frac = |v: u128, digits: u32| -> String {
+        let p = 10u128.pow(digits);
+        let f = format!("{:0width$}", v % p, width = digits as usize);
+        let f = f.trim_end_matches('0');
+        if f.is_empty() {
+            format!("{}", v / p)
+        } else {
+            format!("{}.{f}", v / p)
+        }
+    };
+    if ns < 1_000 {
+        return format!("{ns}ns");
+    }
+    if ns < 1_000_000 {
+        return format!("{}µs", frac(ns, 3));
+    }
+    if ns < 1_000_000_000 {
+        return format!("{}ms", frac(ns, 6));
+    }
+    let secs = ns / 1_000_000_000;
+    let sub = ns % 1_000_000_000;
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let sec = frac(s * 1_000_000_000 + sub, 9);
+    if h > 0 {
+        format!("{h}h{m}m{sec}s")
+    } else if m > 0 {
+        format!("{m}m{sec}s")
+    } else {
+        format!("{sec}s")
+    }
+}
+
+/// `/_fbkit/query`: POST reports the body's PQL as running (on node `node`, or on every
+/// node), DELETE stops reporting every query, GET lists them as node `here` reports them.
+async fn query_control(
+    cluster: &Arc<Cluster>,
+    here: usize,
+    index: &str,
+    node: &str,
+    req: Request<Incoming>,
+) -> io::Result<Resp> {
+    match *req.method() {
+        Method::GET => {
+            let list: Vec<Value> =
+                cluster.queries_on(here).iter().map(|q| json!({ "index": q.index, "pql": q.pql })).collect();
+            Ok(json_resp(&json!({ "queries": list })))
+        }
+        Method::DELETE => {
+            cluster.clear_queries();
+            Ok(text(StatusCode::OK, "OK"))
+        }
+        _ => {
+            let on = match node {
+                "" => None,
+                n => match n.parse::<usize>() {
+                    Ok(n) if n < cluster.nodes.len() => Some(n),
+                    _ => return Ok(text(StatusCode::BAD_REQUEST, &format!("node {n:?} does not exist"))),
+                },
+            };
+            let bytes = match req.into_body().collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) => return Ok(text(StatusCode::BAD_REQUEST, &e.to_string())),
+            };
+            let pql = String::from_utf8_lossy(&bytes).trim().to_string();
+            if pql.is_empty() {
+                return Ok(text(StatusCode::BAD_REQUEST, "the body must be a PQL query"));
+            }
+            cluster.add_query(on, crate::ActiveQuery { index: index.to_string(), pql });
+            Ok(text(StatusCode::OK, "OK"))
+        }
     }
 }
 
@@ -469,6 +858,10 @@ async fn snapshot(cluster: &Arc<Cluster>, node: usize, index: &str, shard: &str)
     }
 }
 
+/// `GET /internal/translate/data` (upstream `handleGetTranslateData`, `API.TranslateData`
+/// and `API.FieldTranslateData`): every error is a 404 with the error's text, including the
+/// refusal outside state NORMAL; a node that is not the first owner listed STARTED
+/// redirects (303) to it, even when that owner is dead but not yet noticed.
 async fn translate_data(
     cluster: &Arc<Cluster>,
     node: usize,
@@ -478,7 +871,11 @@ async fn translate_data(
     field: &str,
 ) -> io::Result<Resp> {
     let store = &cluster.nodes[node].store;
+    let state = cluster.state();
     if !field.is_empty() {
+        if let Some(msg) = refused("apiFieldTranslateData", state) {
+            return Ok(text(StatusCode::NOT_FOUND, &msg));
+        }
         let problem = {
             let schema = cluster.schema();
             if schema.index(index).is_none() {
@@ -503,12 +900,20 @@ async fn translate_data(
     let Ok(p) = partition.parse::<u32>() else {
         return Ok(text(StatusCode::BAD_REQUEST, "partition or field required"));
     };
-    if cluster.schema().index(index).is_none() {
-        return Ok(text(StatusCode::NOT_FOUND, &format!("{index}: index not found")));
+    if let Some(msg) = refused("apiTranslateData", state) {
+        return Ok(text(StatusCode::NOT_FOUND, &msg));
     }
-    // The first owner that is up serves the partition; any other node redirects to it.
-    let Some(server) = cluster.partition_owners(p).into_iter().find(|&o| !cluster.nodes[o].down.load(Ordering::SeqCst))
-    else {
+    let keyed = {
+        let schema = cluster.schema();
+        if schema.index(index).is_none() {
+            return Ok(text(StatusCode::NOT_FOUND, &format!("{index}: index not found")));
+        }
+        schema.index_keyed(index)
+    };
+    // Upstream serves from the first owner whose state is STARTED (an UNKNOWN owner is
+    // never chosen), and every other node redirects there; a replica does not serve a
+    // partition whose primary owner is listed STARTED.
+    let Some(server) = cluster.partition_owners(p).into_iter().find(|&o| !cluster.noticed_dead(o)) else {
         return Ok(text(
             StatusCode::NOT_FOUND,
             &format!("can't get translate data, no nodes available for partition {p}"),
@@ -520,6 +925,12 @@ async fn translate_data(
     let path = store.path(&EntryPath::IndexKeys { index: index.to_string(), partition: p });
     match tokio::fs::File::open(&path).await {
         Ok(f) => Ok(stream_file(f, None)),
+        // A keyed index has a store for each of its 256 partitions from the moment it is
+        // created (upstream `Index.open`), so a partition nothing was written to is served
+        // as an empty store. An unkeyed index has none.
+        Err(e) if e.kind() == io::ErrorKind::NotFound && keyed && p < PARTITION_N => {
+            Ok(stream_bytes(crate::data::empty_key_store()?.into()))
+        }
         Err(_) => Ok(text(StatusCode::NOT_FOUND, "translate store not found")),
     }
 }
@@ -604,10 +1015,22 @@ async fn receive_file(mut body: Incoming, path: &std::path::Path) -> io::Result<
     result
 }
 
-fn check_auth(cluster: &Cluster, auth: Auth, req: &Request<Incoming>) -> Option<Resp> {
-    let want = cluster.settings.auth_token.as_deref()?;
+/// Upstream `chkAuthN` / `chkAuthZ` (http_handler.go): authenticate the bearer token, then
+/// for `chkAuthZ` routes check the permission. A non-admin token is refused admin routes;
+/// on other routes it is checked against the index the request names (path variable, else
+/// `index` query argument) and passes when the request names none.
+fn check_auth(
+    cluster: &Cluster,
+    auth: Auth,
+    index: Option<&str>,
+    req: &Request<Incoming>,
+) -> Result<Caller, (StatusCode, String)> {
+    let settings = &cluster.settings;
+    if settings.auth_token.is_none() && settings.read_tokens.is_empty() && settings.expired_tokens.is_empty() {
+        return Ok(Caller::Open);
+    }
     if auth == Auth::None {
-        return None;
+        return Ok(Caller::Open);
     }
     let given = req
         .headers()
@@ -615,10 +1038,17 @@ fn check_auth(cluster: &Cluster, auth: Auth, req: &Request<Incoming>) -> Option<
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once("Bearer ").map(|(_, t)| t))
         .unwrap_or("");
+    let reader = settings.read_tokens.iter().position(|t| t.token == given);
     let reason = if given.is_empty() {
         "auth token is empty".to_string()
-    } else if given == want {
-        return None;
+    } else if settings.auth_token.as_deref() == Some(given) {
+        return Ok(Caller::Admin);
+    } else if let Some(k) = reader {
+        let Auth::AuthZ(perm) = auth else { return Ok(Caller::Reader(k)) };
+        return check_permission(&settings.read_tokens[k], k, perm, index).map(|()| Caller::Reader(k));
+    } else if settings.expired_tokens.iter().any(|t| t == given) {
+        // The token URL of a test identity provider refuses the refresh.
+        "token is expired: refreshing token: 400 Bad Request".to_string()
     } else if given.split('.').count() != 3 {
         "parsing auth token: token contains an invalid number of segments".to_string()
     } else {
@@ -628,12 +1058,43 @@ fn check_auth(cluster: &Cluster, auth: Auth, req: &Request<Incoming>) -> Option<
         Auth::AuthN => StatusCode::UNAUTHORIZED,
         _ => StatusCode::FORBIDDEN,
     };
-    Some(text(status, &format!("authenticating: {reason}")))
+    Err((status, format!("authenticating: {reason}")))
+}
+
+/// The permission check of `chkAuthZ` for a non-admin token (upstream
+/// `GroupPermissions.GetPermissions`, authz/authorization.go).
+fn check_permission(
+    token: &crate::ReadToken,
+    k: usize,
+    perm: Perm,
+    index: Option<&str>,
+) -> Result<(), (StatusCode, String)> {
+    if perm == Perm::Admin {
+        return Err((StatusCode::FORBIDDEN, "Insufficient permissions: user does not have admin permission".into()));
+    }
+    let Some(index) = index.filter(|i| !i.is_empty()) else { return Ok(()) };
+    if !token.indexes.iter().any(|i| i == index) {
+        let user = format!("reader{}", k + 1);
+        return Err((
+            StatusCode::FORBIDDEN,
+            format!("Insufficient Permissions: user {user} does not have permission to index {index}"),
+        ));
+    }
+    if perm > Perm::Read {
+        return Err((StatusCode::FORBIDDEN, "Insufficient permissions".into()));
+    }
+    Ok(())
 }
 
 /// Upstream's Accept rule: no Accept header passes; otherwise one value must be
 /// `application/json`, `*/json`, `application/*` or `*/*`.
 fn accepts_json<B>(req: &Request<B>) -> bool {
+    accepts(req, "application", "json")
+}
+
+/// Upstream `validHeaderAcceptType`: no Accept header passes; otherwise one value must be
+/// `typ/sub`, `*/sub`, `typ/*` or `*/*`.
+fn accepts<B>(req: &Request<B>, typ: &str, sub: &str) -> bool {
     let mut values = req.headers().get_all(ACCEPT).iter().peekable();
     if values.peek().is_none() {
         return true;
@@ -641,10 +1102,10 @@ fn accepts_json<B>(req: &Request<B>) -> bool {
     values.any(|v| {
         let Ok(v) = v.to_str() else { return false };
         let media = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        matches!(
-            media.split_once('/'),
-            Some(("application", "json")) | Some(("*", "json")) | Some(("application", "*")) | Some(("*", "*"))
-        )
+        match media.split_once('/') {
+            Some((t, s)) => (t == typ || t == "*") && (s == sub || s == "*"),
+            None => false,
+        }
     })
 }
 

@@ -33,7 +33,8 @@ pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use fb_core::topology::Placement;
@@ -78,8 +79,14 @@ pub struct ClusterConfig {
     pub seed_from: Option<PathBuf>,
     /// Dataframe routes enabled or answering 400.
     pub dataframes: Dataframes,
-    /// Require `Authorization: Bearer <token>`.
+    /// Require `Authorization: Bearer <token>`; this token has admin rights.
     pub auth_token: Option<String>,
+    /// Tokens of users without admin rights, each with the indexes it may read (upstream's
+    /// `user-groups` permissions). Any of these, or `auth_token`, turns auth on.
+    pub read_tokens: Vec<ReadToken>,
+    /// Tokens that are well-formed but expired (upstream: 403 "authenticating: token is
+    /// expired: ..." on most routes, 401 on internal ones).
+    pub expired_tokens: Vec<String>,
     /// Serve HTTPS (and require client certificates when `client_ca` is set).
     pub tls: Option<TlsFiles>,
     /// Faults installed at start.
@@ -89,6 +96,62 @@ pub struct ClusterConfig {
     /// Give indexes and fields created by `POST /schema` the current time as `createdAt`,
     /// as upstream does (the default). Off: a restored schema keeps its timestamps.
     pub reset_schema_timestamps: bool,
+    /// How long after a node dies (`down`, or `hang` on every path) the others notice:
+    /// until then they list it STARTED and redirect to it; afterwards `/status` says
+    /// DEGRADED (or DOWN) and key-store downloads are refused. Upstream takes about 20 s.
+    pub degraded_after: Duration,
+    /// Queries every node reports as running in `GET /queries` from the start.
+    pub active_queries: Vec<ActiveQuery>,
+}
+
+/// The default of [`ClusterConfig::degraded_after`]: shorter than upstream's ~20 s so that
+/// a test sees both phases quickly, long enough that a tool started right after a node
+/// died meets the first phase (STARTED, redirects to the dead node) as it would upstream.
+pub const DEFAULT_DEGRADED_AFTER: Duration = Duration::from_secs(3);
+
+/// A token without admin rights (`--read-token TOKEN=INDEX[,INDEX...]`). Upstream
+/// identifies users by the token's claims; fb-devcluster calls the k-th read token's user
+/// `reader<k>` (from 1) in its messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadToken {
+    /// The bearer token.
+    pub token: String,
+    /// The indexes it may read (index names; others are refused 403).
+    pub indexes: Vec<String>,
+}
+
+impl std::str::FromStr for ReadToken {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (token, list) = s.split_once('=').ok_or("expected TOKEN=INDEX[,INDEX...]")?;
+        if token.is_empty() {
+            return Err("the token is empty".into());
+        }
+        let indexes: Vec<String> = list.split(',').filter(|i| !i.is_empty()).map(str::to_string).collect();
+        Ok(ReadToken { token: token.to_string(), indexes })
+    }
+}
+
+/// A query reported as running (`--active-query INDEX=PQL`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveQuery {
+    /// The index it runs on.
+    pub index: String,
+    /// The PQL text, e.g. `Delete(Row(f=1))`.
+    pub pql: String,
+}
+
+impl std::str::FromStr for ActiveQuery {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (index, pql) = s.split_once('=').ok_or("expected INDEX=PQL")?;
+        if index.is_empty() || pql.is_empty() {
+            return Err("expected INDEX=PQL".into());
+        }
+        Ok(ActiveQuery { index: index.to_string(), pql: pql.to_string() })
+    }
 }
 
 impl Default for ClusterConfig {
@@ -103,10 +166,14 @@ impl Default for ClusterConfig {
             seed_from: None,
             dataframes: Dataframes::Enabled,
             auth_token: None,
+            read_tokens: Vec::new(),
+            expired_tokens: Vec::new(),
             tls: None,
             faults: Vec::new(),
             cluster_name: "cluster0".into(),
             reset_schema_timestamps: true,
+            degraded_after: DEFAULT_DEGRADED_AFTER,
+            active_queries: Vec::new(),
         }
     }
 }
@@ -169,9 +236,13 @@ pub fn spawn(cfg: ClusterConfig) -> Result<RunningCluster> {
         scheme: if tls.is_some() { "https" } else { "http" },
         cluster_name: cfg.cluster_name.clone(),
         auth_token: cfg.auth_token.clone(),
+        read_tokens: cfg.read_tokens.clone(),
+        expired_tokens: cfg.expired_tokens.clone(),
         dataframes_enabled: cfg.dataframes == Dataframes::Enabled,
         reset_schema_timestamps: cfg.reset_schema_timestamps,
+        degraded_after: cfg.degraded_after,
     };
+    let queries = cfg.active_queries.clone();
     let faults = cfg.faults.clone();
     let (nodes, port) = (cfg.nodes, cfg.port);
     let thread = std::thread::Builder::new()
@@ -217,9 +288,13 @@ pub fn spawn(cfg: ClusterConfig) -> Result<RunningCluster> {
                         store,
                         down: Arc::new(AtomicBool::new(false)),
                         listening: Default::default(),
+                        dead_since: Mutex::new(None),
                     });
                 }
                 let cluster = Arc::new(Cluster::new(infos, placement, settings, schema));
+                for q in queries {
+                    cluster.add_query(None, q);
+                }
                 for f in faults {
                     if let Err(e) = cluster.add_fault(f) {
                         let _ = ready_tx.send(Err(e.into()));
@@ -345,6 +420,20 @@ impl RunningCluster {
     /// Active faults as SPEC strings.
     pub fn faults(&self) -> Vec<String> {
         self.cluster.fault_specs()
+    }
+
+    /// Report `queries` as running on every node (`GET /queries`), replacing any reported
+    /// before; an empty list clears them.
+    pub fn set_active_queries(&self, queries: &[ActiveQuery]) {
+        self.cluster.clear_queries();
+        for q in queries {
+            self.cluster.add_query(None, q.clone());
+        }
+    }
+
+    /// The cluster state `/status` reports now (`NORMAL`, `DEGRADED` or `DOWN`).
+    pub fn state(&self) -> &'static str {
+        self.cluster.state().name()
     }
 
     /// Churn steps completed so far (by the current or last churn run).

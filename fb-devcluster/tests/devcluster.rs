@@ -294,19 +294,20 @@ async fn key_translation_and_id_allocation_match_the_data() {
     }
     let mut translated = Vec::new();
     let mut present = 0;
+    let empty = fb_devcluster::data::empty_key_store().unwrap();
     for p in 0..256u32 {
         let owners = placement.partition_owners(p);
         let url = format!("{}/internal/translate/data?index=users&partition={p}", urls[owners[0]]);
         let a = get_bin(&c, url).await;
-        if a.status == 404 {
-            assert_eq!(a.text(), "translate store not found\n");
+        // Every partition of a keyed index has a store; most are empty.
+        assert_eq!(a.status, 200, "partition {p}");
+        assert!(a.chunked());
+        let keys = translate::read_store(&a.body).unwrap();
+        if keys.is_empty() {
+            assert!(a.body == empty, "partition {p}: the empty store");
             continue;
         }
         present += 1;
-        assert_eq!(a.status, 200);
-        assert!(a.chunked());
-        let keys = translate::read_store(&a.body).unwrap();
-        assert!(!keys.is_empty());
         for (key, id) in &keys {
             assert_eq!(key_partition("users", key), p, "{key}");
             assert_eq!(shard_partition("users", id / SHARD_WIDTH), p, "IDs lie in shards of the key's partition");
@@ -316,7 +317,7 @@ async fn key_translation_and_id_allocation_match_the_data() {
         let a = get_bin(&c, format!("{}/internal/translate/data?index=users&partition={p}", urls[owners[1]])).await;
         assert_eq!(a.status, 303);
     }
-    assert_eq!(present, 4, "only partitions that hold keys exist");
+    assert_eq!(present, 4, "only the partitions of the 4 shards hold keys");
     translated.sort_unstable();
     let mut columns: Vec<u64> = shard_bits.values().flatten().copied().collect();
     columns.sort_unstable();
@@ -772,7 +773,14 @@ async fn mtls_requires_a_client_certificate() {
 
 #[tokio::test]
 async fn fault_down_closes_the_port_and_reopens_it() {
-    let cl = demo(3, 2);
+    let cl = spawn(ClusterConfig {
+        nodes: 3,
+        replicas: 2,
+        demo: true,
+        degraded_after: Duration::ZERO,
+        ..Default::default()
+    })
+    .unwrap();
     let c = client();
     let urls = cl.urls();
     cl.add_fault("down@1").unwrap();
@@ -781,10 +789,9 @@ async fn fault_down_closes_the_port_and_reopens_it() {
     let st: ClusterStatus = serde_json::from_slice(&get(&c, format!("{}/status", urls[0])).await.body).unwrap();
     assert_eq!(st.state, "DEGRADED");
     assert_eq!(st.nodes[1].state, "UNKNOWN");
-    // The translate redirect skips the down owner. Partition 4 is owned by [b, c].
+    // Key stores are refused while the cluster is DEGRADED.
     let a = get_bin(&c, format!("{}/internal/translate/data?index=users&partition=4", urls[0])).await;
-    assert_eq!(a.status, 303);
-    assert!(a.header(LOCATION).unwrap().contains(&format!(":{}/", port(&urls[2]))));
+    assert_eq!(a.status, 404);
     // Controlled from another node over HTTP; the node is back on the same port.
     let a = send(c.delete(format!("{}/_fbkit/fault", urls[2]))).await;
     assert_eq!(a.status, 200);
@@ -985,4 +992,445 @@ fn binary_prints_urls_and_exits_cleanly_on_sigterm() {
     for kind in ["down@N", "hang[@N]", "error[@N]", "cut[@N]", "slow[@N]", "churn"] {
         assert!(help.contains(kind), "--help documents {kind}");
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Upstream behaviours: key partitions, a dead node, permissions, active queries, schema
+
+async fn post_json(c: &reqwest::Client, url: String, body: &str) -> Answer {
+    send(c.post(url).header(ACCEPT, "application/json").body(body.to_string())).await
+}
+
+async fn status_of(c: &reqwest::Client, url: &str) -> ClusterStatus {
+    serde_json::from_slice(&get(c, format!("{url}/status")).await.body).unwrap()
+}
+
+/// Poll `/status` on `url` until it reports `want`; bounded by `limit`.
+async fn wait_for_state(c: &reqwest::Client, url: &str, want: &str, limit: Duration) -> ClusterStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        let st = status_of(c, url).await;
+        if st.state == want {
+            return st;
+        }
+        assert!(Instant::now() < deadline, "{url}: still {} after {limit:?}, want {want}", st.state);
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
+async fn every_key_partition_of_a_keyed_index_is_served() {
+    let cl = demo(3, 2);
+    let c = client();
+    let urls = cl.urls();
+    let placement = Placement::new(3, 2);
+    let empty = fb_devcluster::data::empty_key_store().unwrap();
+    // The empty store is byte for byte what a real v3.35 serves for an unused partition.
+    let real = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/featurebase-v3.35.0-23-g6222e9eb5/backup/indexes/users/translate/0000");
+    if let Ok(bytes) = std::fs::read(&real) {
+        assert!(bytes == empty, "the empty key store differs from upstream's");
+    }
+    assert!(translate::read_store(&empty).unwrap().is_empty());
+    // Indexes created by POST /schema and by POST /index have all 256 stores at once.
+    let a = send(c.post(format!("{}/schema", urls[0])).body(r#"{"indexes":[{"name":"k1","options":{"keys":true}}]}"#))
+        .await;
+    assert_eq!(a.status, 204, "{}", a.text());
+    let a = post_json(&c, format!("{}/index/k2", urls[1]), r#"{"options":{"keys":true}}"#).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    for index in ["k1", "k2"] {
+        for p in [0u32, 77, 255] {
+            let owner = placement.partition_owners(p)[0];
+            let a = get_bin(&c, format!("{}/internal/translate/data?index={index}&partition={p}", urls[owner])).await;
+            assert_eq!(a.status, 200, "{index}/{p}");
+            assert!(a.body == empty);
+        }
+        // No partition 256; an unkeyed index has no stores.
+        let a = get_bin(&c, format!("{}/internal/translate/data?index={index}&partition=256", urls[0])).await;
+        assert!(a.status == 404 || a.status == 303, "{}", a.status);
+    }
+    let a = get_bin(&c, format!("{}/internal/translate/data?index=events&partition=147", urls[0])).await;
+    let a = if a.status == 303 {
+        let loc = a.header(LOCATION).unwrap().to_string();
+        get_bin(&c, format!("http:{loc}")).await
+    } else {
+        a
+    };
+    assert_eq!((a.status.as_u16(), a.text().as_str()), (404, "translate store not found\n"));
+}
+
+#[tokio::test]
+async fn a_dead_node_is_noticed_after_the_delay_and_key_stores_are_refused() {
+    let delay = Duration::from_millis(1500);
+    let cl = spawn(ClusterConfig { nodes: 3, replicas: 2, demo: true, degraded_after: delay, ..Default::default() })
+        .unwrap();
+    let c = client();
+    let urls = cl.urls();
+    let placement = Placement::new(3, 2);
+    // Partition 4 is owned by [b, c]: node 1 is its primary owner.
+    assert_eq!(placement.partition_owners(4), [1, 2]);
+    cl.add_fault("down@1").unwrap();
+    let started = Instant::now();
+    // Not noticed yet: listed STARTED, and the replica redirects to the dead primary.
+    let st = status_of(&c, &urls[0]).await;
+    assert!(started.elapsed() < delay, "the machine is too slow for this test's first phase");
+    assert_eq!(st.state, "NORMAL");
+    assert!(st.nodes.iter().all(|n| n.state == "STARTED"));
+    let a = get_bin(&c, format!("{}/internal/translate/data?index=users&partition=4", urls[2])).await;
+    assert_eq!(a.status, 303);
+    assert!(a.header(LOCATION).unwrap().contains(&format!(":{}/", port(&urls[1]))));
+    assert_eq!(cl.state(), "NORMAL");
+
+    let st = wait_for_state(&c, &urls[0], "DEGRADED", Duration::from_secs(30)).await;
+    assert!(started.elapsed() >= delay);
+    assert_eq!(st.nodes.iter().map(|n| n.state.as_str()).collect::<Vec<_>>(), ["STARTED", "UNKNOWN", "STARTED"]);
+    // Every key-store download is refused, on every live node, whoever owns it.
+    for url in [&urls[0], &urls[2]] {
+        for p in [4u32, 147, 0] {
+            let a = get_bin(&c, format!("{url}/internal/translate/data?index=users&partition={p}")).await;
+            assert_eq!(
+                (a.status.as_u16(), a.text().as_str()),
+                (404, "validating api method: api method apiTranslateData not allowed in state DEGRADED\n")
+            );
+        }
+        let a = get_bin(&c, format!("{url}/internal/translate/data?index=users&field=color")).await;
+        assert_eq!(
+            (a.status.as_u16(), a.text().as_str()),
+            (404, "validating api method: api method apiFieldTranslateData not allowed in state DEGRADED\n")
+        );
+    }
+    // Shards still come from live replicas; the schema and owner lists still answer.
+    for shard in 0..4u64 {
+        let o = *placement.shard_owners("users", shard).iter().find(|&&o| o != 1).unwrap();
+        let a = get_bin(&c, format!("{}/internal/index/users/shard/{shard}/snapshot", urls[o])).await;
+        assert_eq!(a.status, 200);
+        assert_eq!(a.body.len() as u64, rbf::declared_len(&a.body).unwrap());
+    }
+    assert_eq!(get(&c, format!("{}/schema", urls[0])).await.status, 200);
+    assert_eq!(get(&c, format!("{}/internal/fragment/nodes?index=users&shard=0", urls[0])).await.status, 200);
+    // Writes to the schema are refused.
+    let a = send(c.post(format!("{}/schema", urls[0])).body(r#"{"indexes":[{"name":"more"}]}"#)).await;
+    assert_eq!(
+        (a.status.as_u16(), a.text().as_str()),
+        (
+            400,
+            "apply schema to Pilosa: validating api method: api method apiApplySchema not allowed in state DEGRADED\n"
+        )
+    );
+    let a = post_json(&c, format!("{}/index/more", urls[0]), "").await;
+    assert_eq!(a.status, 500);
+    assert!(a.text().contains("api method apiCreateIndex not allowed in state DEGRADED"), "{}", a.text());
+
+    // A second node down with replicas 2: DOWN, and most of the API is refused.
+    cl.add_fault("down@2").unwrap();
+    wait_for_state(&c, &urls[0], "DOWN", Duration::from_secs(30)).await;
+    let a = get(&c, format!("{}/schema", urls[0])).await;
+    assert_eq!((a.status.as_u16(), a.text().as_str()), (200, "{\"indexes\":null}\n"));
+    let a = get(&c, format!("{}/internal/fragment/nodes?index=users&shard=0", urls[0])).await;
+    assert_eq!(
+        (a.status.as_u16(), a.text().as_str()),
+        (400, "validating api method: api method apiShardNodes not allowed in state DOWN\n")
+    );
+
+    // Back: NORMAL at once.
+    cl.clear_faults();
+    let st = status_of(&c, &urls[0]).await;
+    assert_eq!(st.state, "NORMAL");
+    assert!(st.nodes.iter().all(|n| n.state == "STARTED"));
+    let a = get_bin(&c, format!("{}/internal/translate/data?index=users&partition=4", urls[1])).await;
+    assert_eq!(a.status, 200);
+}
+
+#[tokio::test]
+async fn a_frozen_primary_gets_redirects_until_it_is_noticed() {
+    let delay = Duration::from_millis(1500);
+    let cl = spawn(ClusterConfig { nodes: 3, replicas: 2, demo: true, degraded_after: delay, ..Default::default() })
+        .unwrap();
+    let c = client();
+    let urls = cl.urls();
+    // users shard 0's key partition 147: owners?
+    let placement = Placement::new(3, 2);
+    let owners = placement.partition_owners(147);
+    let (primary, replica) = (owners[0], owners[1]);
+    let other = (0..3).find(|n| !owners.contains(n)).unwrap();
+    cl.add_fault(&format!("hang@{primary}")).unwrap();
+    let started = Instant::now();
+    for asked in [replica, other] {
+        let a = get_bin(&c, format!("{}/internal/translate/data?index=users&partition=147", urls[asked])).await;
+        assert_eq!(a.status, 303, "node {asked} still redirects to the frozen primary");
+        assert!(a.header(LOCATION).unwrap().contains(&format!(":{}/", port(&urls[primary]))));
+    }
+    assert!(started.elapsed() < delay, "the machine is too slow for this test's first phase");
+    // The frozen node accepts connections but never answers.
+    let quick = reqwest::Client::builder().no_proxy().timeout(Duration::from_millis(300)).build().unwrap();
+    assert!(quick.get(format!("{}/status", urls[primary])).send().await.unwrap_err().is_timeout());
+    // Noticed like a dead node.
+    let st = wait_for_state(&c, &urls[other], "DEGRADED", Duration::from_secs(30)).await;
+    assert_eq!(st.nodes[primary].state, "UNKNOWN");
+    let a = get_bin(&c, format!("{}/internal/translate/data?index=users&partition=147", urls[replica])).await;
+    assert_eq!(a.status, 404);
+    // A hang under a prefix is not a frozen node.
+    cl.clear_faults();
+    cl.add_fault(&format!("hang@{primary}:/internal/translate/")).unwrap();
+    let a = get_bin(&c, format!("{}/internal/translate/data?index=users&partition=147", urls[replica])).await;
+    assert_eq!(a.status, 303);
+    assert_eq!(status_of(&c, &urls[other]).await.state, "NORMAL");
+}
+
+#[tokio::test]
+async fn read_tokens_see_only_their_indexes_and_no_admin_routes() {
+    let cl = spawn(ClusterConfig {
+        nodes: 2,
+        demo: true,
+        auth_token: Some("admin".into()),
+        read_tokens: vec!["r-users=users".parse().unwrap(), "r-none=nosuch".parse().unwrap()],
+        expired_tokens: vec!["old".into()],
+        ..Default::default()
+    })
+    .unwrap();
+    let c = client();
+    let url = &cl.urls()[0];
+    let as_user = |tok: &str, path: &str| c.get(format!("{url}{path}")).header(AUTHORIZATION, format!("Bearer {tok}"));
+    // GET /schema is filtered, not refused.
+    let a = send(as_user("r-users", "/schema")).await;
+    assert_eq!(a.status, 200);
+    let names: Vec<String> =
+        a.json()["indexes"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap().to_string()).collect();
+    assert_eq!(names, ["users"]);
+    let a = send(as_user("r-none", "/schema")).await;
+    assert_eq!((a.status.as_u16(), a.text().as_str()), (200, "{\"indexes\":null}\n"));
+    let a = send(as_user("admin", "/schema")).await;
+    assert_eq!(a.json()["indexes"].as_array().unwrap().len(), 2);
+    // Readable index: served. Other index: 403 naming the user and the index.
+    let placement = Placement::new(2, 1);
+    for (path, ok) in [
+        ("/internal/index/users/shards".to_string(), true),
+        (format!("/internal/index/users/shard/{s}/snapshot", s = 0), true),
+        ("/internal/translate/data?index=users&field=color".to_string(), true),
+        ("/internal/index/events/shards".to_string(), false),
+        ("/internal/index/events/shard/0/snapshot".to_string(), false),
+        ("/internal/translate/data?index=events&partition=0".to_string(), false),
+        ("/index/events/dataframe/0".to_string(), false),
+        ("/internal/disk-usage/events".to_string(), false),
+    ] {
+        let a = send(as_user("r-users", &path).header(ACCEPT, "*/*")).await;
+        if ok {
+            assert!(a.status == 200 || a.status == 303, "{path}: {} {}", a.status, a.text());
+        } else {
+            let index = if path.contains("events") { "events" } else { "users" };
+            assert_eq!(
+                (a.status.as_u16(), a.text()),
+                (403, format!("Insufficient Permissions: user reader1 does not have permission to index {index}\n")),
+                "{path}"
+            );
+        }
+    }
+    let _ = placement;
+    // Admin-only routes.
+    for path in ["/info", "/queries"] {
+        let a = send(as_user("r-users", path)).await;
+        assert_eq!(
+            (a.status.as_u16(), a.text().as_str()),
+            (403, "Insufficient permissions: user does not have admin permission\n"),
+            "{path}"
+        );
+        assert_eq!(send(as_user("admin", path)).await.status, 200, "{path}");
+    }
+    let a = send(c.post(format!("{url}/schema")).header(AUTHORIZATION, "Bearer r-users").body("{}")).await;
+    assert_eq!(a.status, 403);
+    let a = send(c.post(format!("{url}/internal/restore/users/0")).header(AUTHORIZATION, "Bearer r-users")).await;
+    assert_eq!(a.status, 403);
+    // Creating a field needs write permission on the index.
+    let a = send(
+        c.post(format!("{url}/index/users/field/new"))
+            .header(AUTHORIZATION, "Bearer r-users")
+            .body(r#"{"options":{"type":"set"}}"#),
+    )
+    .await;
+    assert_eq!((a.status.as_u16(), a.text().as_str()), (403, "Insufficient permissions\n"));
+    // Internal (chkAuthN) routes take any valid token.
+    assert_eq!(send(as_user("r-users", "/internal/nodes")).await.status, 200);
+    // An expired token: 403 on most routes, 401 on internal ones.
+    let a = send(as_user("old", "/schema")).await;
+    assert_eq!(
+        (a.status.as_u16(), a.text().as_str()),
+        (403, "authenticating: token is expired: refreshing token: 400 Bad Request\n")
+    );
+    assert_eq!(send(as_user("old", "/internal/nodes")).await.status, 401);
+}
+
+#[tokio::test]
+async fn active_queries_are_listed_like_upstream() {
+    let cl = spawn(ClusterConfig {
+        nodes: 2,
+        demo: true,
+        active_queries: vec!["users=Count(All())".parse().unwrap()],
+        ..Default::default()
+    })
+    .unwrap();
+    let c = client();
+    let urls = cl.urls();
+    let a = get(&c, format!("{}/queries", urls[1])).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.header(CONTENT_TYPE), Some("application/json"));
+    let list = a.json();
+    let q = &list.as_array().unwrap()[0];
+    assert_eq!(q.as_object().unwrap().keys().collect::<Vec<_>>(), ["PQL", "node", "index", "age"]);
+    assert_eq!((q["PQL"].as_str(), q["index"].as_str()), (Some("Count(All())"), Some("users")));
+    assert_eq!(q["node"].as_str(), Some(cl.node_ids()[1].as_str()));
+    assert!(q["age"].as_u64().is_some());
+    // Injected over HTTP on one node; cleared; the text form (no Accept header: text).
+    cl.set_active_queries(&[]);
+    assert_eq!(get(&c, format!("{}/queries", urls[0])).await.text(), "[]\n");
+    let a =
+        send(c.post(format!("{}/_fbkit/query?index=users&node=0", urls[1])).body("Delete(Row(color=\"red\"))")).await;
+    assert_eq!(a.status, 200);
+    let a = send(c.get(format!("{}/queries", urls[0]))).await;
+    assert_eq!(a.header(CONTENT_TYPE), Some("text/plain"));
+    let text = a.text();
+    assert!(text.ends_with("\"Delete(Row(color=\\\"red\\\"))\"\n\n"), "{text:?}");
+    assert_eq!(get(&c, format!("{}/queries", urls[1])).await.text(), "[]\n", "only node 0 runs it");
+    let a = send(c.get(format!("{}/queries", urls[0])).header(ACCEPT, "image/png")).await;
+    assert_eq!((a.status.as_u16(), a.text().as_str()), (406, "no acceptable response type selected\n"));
+    let a = send(c.delete(format!("{}/_fbkit/query", urls[0]))).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(get(&c, format!("{}/queries", urls[0])).await.text(), "[]\n");
+}
+
+#[tokio::test]
+async fn demo_schema_has_upstream_default_bounds_exactly() {
+    let cl = demo(1, 1);
+    let c = client();
+    let a = get(&c, format!("{}/schema", cl.urls()[0])).await;
+    let text = a.text();
+    // Exact spelling on the wire (no float rounding).
+    assert!(
+        text.contains(r#"{"name":"price","createdAt":1700000005000000000,"owner":"demo","options":{"type":"decimal","base":0,"scale":2,"bitDepth":0,"min":-92233720368547758.08,"max":92233720368547758.07,"keys":false}}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#""options":{"type":"timestamp","epoch":"1970-01-01T00:00:00Z","bitDepth":0,"min":-62135596799,"max":253402300799,"timeUnit":"s"}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#""options":{"type":"time","timeQuantum":"YMD","keys":false,"noStandardView":false,"ttl":0}"#)
+    );
+    // The demo shards hold bit-sliced values for both.
+    let a = get_bin(&c, format!("{}/internal/index/events/shard/0/snapshot", cl.urls()[0])).await;
+    let bm = rbf::read_bitmaps(&a.body).unwrap();
+    for (field, view) in [("price", "bsig_price"), ("at", "bsig_at")] {
+        let bits = &bm[&rbf::fragment_key(field, view)];
+        let exists = bits.iter().filter(|&&p| p < SHARD_WIDTH).count();
+        assert!(exists > 1000, "{field}: {exists} records");
+        assert!(bits.iter().any(|&p| p >= 2 * SHARD_WIDTH), "{field} has value bits");
+    }
+}
+
+#[tokio::test]
+async fn post_schema_reads_decimals_like_upstream() {
+    let cl = spawn(ClusterConfig::default()).unwrap();
+    let c = client();
+    let url = &cl.urls()[0];
+    // A bound in exponent form (what a float-based client writes) is refused.
+    let a = send(c.post(format!("{url}/schema")).body(
+        r#"{"indexes":[{"name":"x","fields":[{"name":"d","options":{"type":"decimal","scale":2,"min":-9.223372036854776e+16,"max":1}}]}]}"#,
+    ))
+    .await;
+    assert_eq!(
+        (a.status.as_u16(), a.text().as_str()),
+        (
+            400,
+            "decoding request as JSON Pilosa schema: parsing decimal: -9.223372036854776e+16: converting mantissa string to uint64: strconv.ParseUint: parsing \"9223372036854776e+\": invalid syntax\n"
+        )
+    );
+    assert_eq!(get(&c, format!("{url}/schema")).await.text(), "{\"indexes\":[]}\n", "nothing created");
+    // Exact bounds are kept exactly, re-spelt as upstream prints them; zero bounds widened.
+    let a = send(c.post(format!("{url}/schema")).body(
+        r#"{"indexes":[{"name":"x","fields":[
+            {"name":"d","options":{"type":"decimal","scale":2,"min":-92233720368547758.08,"max":1.50}},
+            {"name":"z","options":{"type":"decimal","scale":3,"min":0,"max":0.000}},
+            {"name":"n","options":{"type":"int","min":0,"max":9223372036854775807}}]}]}"#,
+    ))
+    .await;
+    assert_eq!(a.status, 204, "{}", a.text());
+    let text = get(&c, format!("{url}/schema")).await.text();
+    assert!(text.contains(r#""scale":2,"bitDepth":0,"min":-92233720368547758.08,"max":1.5,"#), "{text}");
+    assert!(
+        text.contains(r#""scale":3,"bitDepth":0,"min":-9223372036854775.808,"max":9223372036854775.807,"#),
+        "{text}"
+    );
+    assert!(text.contains(r#""min":-9223372036854775808,"max":9223372036854775807,"#), "{text}");
+}
+
+#[tokio::test]
+async fn post_index_and_field_create_like_upstream() {
+    let cl = spawn(ClusterConfig { nodes: 2, ..Default::default() }).unwrap();
+    let c = client();
+    let urls = cl.urls();
+    let a = post_json(&c, format!("{}/index/imp", urls[0]), r#"{"options":{"keys":true}}"#).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.header(CONTENT_TYPE), Some("application/json"));
+    let created = a.json()["createdAt"].as_i64().unwrap();
+    assert!(a.text().starts_with("{\"success\":true,\"name\":\"imp\",\"createdAt\":"));
+    let a = post_json(&c, format!("{}/index/imp", urls[1]), "").await;
+    assert_eq!(a.status, 409);
+    assert_eq!(
+        a.text(),
+        format!(
+            "{{\"success\":false,\"name\":\"imp\",\"createdAt\":{created},\"error\":{{\"message\":\"creating index: index already exists\"}}}}\n"
+        )
+    );
+    let a = post_json(&c, format!("{}/index/bad", urls[0]), r#"{"options":{"colour":1}}"#).await;
+    assert_eq!((a.status.as_u16(), a.json()["error"]["message"].as_str()), (500, Some("unknown key: colour:1")));
+    // An int field keeps a bound of 0 here (POST /schema would widen it).
+    let a =
+        post_json(&c, format!("{}/index/imp/field/age", urls[0]), r#"{"options":{"type":"int","min":0,"max":150}}"#)
+            .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let a = post_json(&c, format!("{}/index/imp/field/price", urls[0]), r#"{"options":{"type":"decimal","scale":2}}"#)
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let a =
+        post_json(&c, format!("{}/index/imp/field/at", urls[0]), r#"{"options":{"type":"timestamp","timeUnit":"s"}}"#)
+            .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let a = post_json(&c, format!("{}/index/imp/field/age", urls[1]), r#"{"options":{"type":"int"}}"#).await;
+    assert_eq!(a.status, 409);
+    assert!(a.text().contains("creating field: field already exists"));
+    let a = post_json(&c, format!("{}/index/imp/field/d2", urls[0]), r#"{"options":{"type":"decimal"}}"#).await;
+    assert_eq!(
+        (a.status.as_u16(), a.json()["error"]["message"].as_str()),
+        (400, Some("decimal field requires a scale argument"))
+    );
+    let a =
+        post_json(&c, format!("{}/index/imp/field/i2", urls[0]), r#"{"options":{"type":"int","min":5,"max":1}}"#).await;
+    assert_eq!(
+        (a.status.as_u16(), a.text().as_str()),
+        (400, "applying option: int field min cannot be greater than max\n")
+    );
+    let a = post_json(&c, format!("{}/index/imp/field/x", urls[0]), r#"{"options":{"type":"set","bogus":1}}"#).await;
+    assert_eq!(
+        (a.status.as_u16(), a.json()["error"]["message"].as_str()),
+        (500, Some("json: unknown field \"bogus\""))
+    );
+    let a = post_json(&c, format!("{}/index/nope/field/x", urls[0]), "").await;
+    assert_eq!((a.status.as_u16(), a.json()["error"]["message"].as_str()), (404, Some("nope: index not found")));
+    // The schema, on every node.
+    let s = get(&c, format!("{}/schema", urls[1])).await.json();
+    let idx = &s["indexes"][0];
+    assert_eq!(
+        idx["options"],
+        serde_json::json!({"keys": true, "trackExistence": true, "partitionN": 0, "description": ""})
+    );
+    let field = |n: &str| idx["fields"].as_array().unwrap().iter().find(|f| f["name"] == n).unwrap()["options"].clone();
+    assert_eq!(
+        field("age"),
+        serde_json::json!({"type": "int", "base": 0, "bitDepth": 0, "min": 0, "max": 150, "keys": false, "foreignIndex": ""})
+    );
+    let text = get(&c, format!("{}/schema", urls[1])).await.text();
+    assert!(text.contains(r#""min":-92233720368547758.08,"max":92233720368547758.07"#), "{text}");
+    assert!(text.contains(
+        r#""epoch":"1970-01-01T00:00:00Z","bitDepth":0,"min":-62135596799,"max":253402300799,"timeUnit":"s""#
+    ));
+    assert!(idx["updatedAt"].as_i64().unwrap() > created);
 }
