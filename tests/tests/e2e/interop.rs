@@ -27,7 +27,7 @@ const UPSTREAM: &str = "v3.35.0-23-g6222e9eb5";
 /// default): the body of its 400 answer.
 const DATAFRAME_DISABLED: &[u8] = b"Dataframe is disabled\n";
 
-fn fixture() -> PathBuf {
+pub(crate) fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(format!("featurebase-{UPSTREAM}"))
 }
 
@@ -404,7 +404,7 @@ fn a_restore_of_real_files_differs_in_bytes_but_not_in_content() {
 }
 
 /// The entries of a backup tar, without MANIFEST.json and upstream's junk dataframes.
-fn data_entries(tar: &Path) -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn data_entries(tar: &Path) -> BTreeMap<String, Vec<u8>> {
     tar_entries(&std::fs::read(tar).unwrap())
         .into_iter()
         .filter(|(n, d)| n != "MANIFEST.json" && !(n.contains("/dataframe/") && d.as_slice() == DATAFRAME_DISABLED))
@@ -476,7 +476,7 @@ fn summary(differ: &[String]) -> String {
 // server/config.go refuses to start without them), which these tests cannot stand up on
 // loopback. fbkit's token handling is covered against fb-devcluster in security.rs.
 
-fn featurebase_bin() -> Option<PathBuf> {
+pub(crate) fn featurebase_bin() -> Option<PathBuf> {
     match std::env::var_os("FEATUREBASE_BIN") {
         Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
         _ => {
@@ -488,7 +488,7 @@ fn featurebase_bin() -> Option<PathBuf> {
 
 /// `n` distinct free loopback ports (all held at once while they are chosen, so that none
 /// is handed out twice).
-fn free_ports(n: usize) -> Vec<u16> {
+pub(crate) fn free_ports(n: usize) -> Vec<u16> {
     let held: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
     held.iter().map(|l| l.local_addr().unwrap().port()).collect()
 }
@@ -496,17 +496,17 @@ fn free_ports(n: usize) -> Vec<u16> {
 /// A real FeatureBase cluster on loopback: one server per node, each with its own HTTP,
 /// gRPC, etcd client and etcd peer ports and its own data and etcd directories, all named
 /// in one `--etcd.initial-cluster`. Every server is killed on drop.
-struct RealCluster {
-    servers: Vec<Child>,
+pub(crate) struct RealCluster {
+    pub(crate) servers: Vec<Child>,
     names: Vec<String>,
-    urls: Vec<String>,
+    pub(crate) urls: Vec<String>,
     dir: tempfile::TempDir,
 }
 
 impl RealCluster {
     /// Start `nodes` servers with `replicas` replicas; wait (90 s at most) until every node
     /// says NORMAL and sees all the nodes.
-    fn start(bin: &Path, name: &str, nodes: usize, replicas: usize) -> RealCluster {
+    pub(crate) fn start(bin: &Path, name: &str, nodes: usize, replicas: usize) -> RealCluster {
         let ports = free_ports(4 * nodes);
         // Per node: HTTP, gRPC, etcd client, etcd peer.
         let url = |node: usize, which: usize| format!("http://127.0.0.1:{}", ports[4 * node + which]);
@@ -562,7 +562,7 @@ impl RealCluster {
     }
 
     /// The first node's URL.
-    fn url(&self) -> &str {
+    pub(crate) fn url(&self) -> &str {
         &self.urls[0]
     }
 
@@ -586,7 +586,7 @@ impl Drop for RealCluster {
 
 /// One HTTP request with curl (60 s at most): (status, body). Status 0 when nothing
 /// answered.
-fn curl(method: &str, url: &str, body: Option<&str>) -> (u16, String) {
+pub(crate) fn curl(method: &str, url: &str, body: Option<&str>) -> (u16, String) {
     let mut cmd = Command::new("curl");
     cmd.args(["-s", "-m", "60", "-X", method, "-H", "Accept: application/json", "-w", "\n%{http_code}", url]);
     if let Some(b) = body {
@@ -600,7 +600,7 @@ fn curl(method: &str, url: &str, body: Option<&str>) -> (u16, String) {
 
 /// Run one of upstream's own commands (`featurebase backup`, `restore`, ...); assert
 /// success.
-fn upstream(bin: &Path, args: &[&str]) {
+pub(crate) fn upstream(bin: &Path, args: &[&str]) {
     let out = Command::new(bin).args(args).stdin(Stdio::null()).output().expect("running featurebase");
     assert!(out.status.success(), "featurebase {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
 }

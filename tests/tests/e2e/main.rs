@@ -6,4 +6,5 @@ mod faults;
 mod hostile;
 mod interop;
 mod pipelines;
+mod real;
 mod security;
