@@ -74,7 +74,15 @@ impl SchemaDoc {
             Some(_) => return Err((created, ApplyError("\"indexes\" is not a list".into()))),
         };
         for idx in &list {
-            let norm = match normalize_index(idx, created_at) {
+            // Upstream's applySchema creates every field with an empty owner (holder.go,
+            // `CreateFieldIfNotExistsWithOptions(f.Name, "", ...)`); the index keeps its own.
+            let mut idx = idx.clone();
+            if let Some(Value::Array(fields)) = idx.get_mut("fields") {
+                for f in fields.iter_mut().filter_map(Value::as_object_mut) {
+                    f.insert("owner".into(), "".into());
+                }
+            }
+            let norm = match normalize_index(&idx, created_at) {
                 Ok(n) => n,
                 Err(e) => return Err((created, e)),
             };

@@ -23,7 +23,7 @@ _fb__devcluster() {
 
     case "${cmd}" in
         fb__devcluster)
-            opts="-h -V --nodes --replicas --port --data-dir --demo --seed-from --demo-shard-bytes --dataframes --auth-token --tls-cert --tls-key --tls-client-ca --fault --cluster-name --keep-schema-timestamps --help --version"
+            opts="-h -V --nodes --replicas --port --data-dir --demo --seed-from --demo-shard-bytes --dataframes --auth-token --read-token --expired-token --degraded-after --active-query --tls-cert --tls-key --tls-client-ca --fault --cluster-name --keep-schema-timestamps --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -58,6 +58,22 @@ _fb__devcluster() {
                     return 0
                     ;;
                 --auth-token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --read-token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --expired-token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --degraded-after)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --active-query)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
