@@ -31,7 +31,8 @@ pub struct ClusterArgs {
     /// Files moved at once; output order and bytes do not depend on it
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
-    /// How long one idempotent request is retried (5xx, resets) before the next replica or failure
+    /// How long one idempotent request is retried (5xx, resets) before the next replica, and how long
+    /// the owners of a file are asked again while the cluster still lists one as up (frozen, just died)
     #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
     pub retry_period: Duration,
     /// Longest wait for a node's response headers, and between two pieces of a body

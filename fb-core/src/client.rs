@@ -216,6 +216,8 @@ pub struct ClusterClient {
     allowed: Mutex<HashSet<String>>,
     /// Nodes seen refusing connections: tried last from then on.
     down: Mutex<HashSet<String>>,
+    /// The nodes the last `/status` answer listed.
+    known: Mutex<Vec<NodeUri>>,
     opts: ClusterOptions,
     events: Events,
 }
@@ -252,6 +254,7 @@ impl ClusterClient {
             token: opts.auth_token.clone().filter(|t| !t.is_empty()),
             allowed: Mutex::new(allowed),
             down: Mutex::new(HashSet::new()),
+            known: Mutex::new(Vec::new()),
             opts: opts.clone(),
             events,
         })
@@ -292,11 +295,27 @@ impl ClusterClient {
         self.down.lock().expect("lock").insert(node.authority());
     }
 
-    /// `GET /status` of the entry node; also trusts the nodes it lists.
+    /// `GET /status` of the entry node; also trusts the nodes it lists. When the entry node
+    /// cannot be reached, the nodes an earlier answer listed are asked in turn, so a run can
+    /// still learn the cluster's state after the `--host` node died.
     pub async fn status(&self) -> Result<ClusterStatus> {
-        let status: ClusterStatus = self.get_json(&self.entry, "/status").await?;
-        self.trust_nodes(&status.nodes);
-        Ok(status)
+        let others: Vec<NodeUri> =
+            self.known.lock().expect("lock").iter().filter(|n| **n != self.entry).cloned().collect();
+        let mut first_error = None;
+        for node in std::iter::once(&self.entry).chain(others.iter()) {
+            match self.get_json::<ClusterStatus>(node, "/status").await {
+                Ok(status) => {
+                    self.trust_nodes(&status.nodes);
+                    *self.known.lock().expect("lock") = status.nodes.iter().map(|n| n.uri.clone()).collect();
+                    return Ok(status);
+                }
+                Err(e) if e.kind() == ErrorKind::Unavailable => {
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(first_error.unwrap_or_else(|| Error::unavailable("no node answered /status")))
     }
 
     /// GET a JSON document, retried on connection errors and 5xx within the retry budget.
@@ -384,7 +403,7 @@ impl ClusterClient {
                 return Err(AttemptError { error: no_answer().with_source(e), retryable: false });
             }
             Ok(Err(e)) => {
-                if let Some(error) = tls_refusal(&url, node, &e) {
+                if let Some(error) = tls_refusal(&url, node, &e, self.opts.tls.certificate.is_some()) {
                     return Err(AttemptError { error, retryable: false });
                 }
                 let refused = e.is_connect();
@@ -482,7 +501,7 @@ impl ClusterClient {
             req = req.header(AUTHORIZATION, format!("Bearer {token}"));
         }
         let resp = req.send().await.map_err(|e| {
-            if let Some(error) = tls_refusal(&url, node, &e) {
+            if let Some(error) = tls_refusal(&url, node, &e, self.opts.tls.certificate.is_some()) {
                 return error;
             }
             let kind = if e.is_connect() { ErrorKind::Unavailable } else { ErrorKind::Io };
@@ -523,36 +542,45 @@ fn rustls_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rust
 
 /// A TLS handshake that failed because one side did not accept the other's certificate is
 /// not an unreachable node (contract §4): the server's certificate not trusted here is a
-/// refused precondition (78); our client certificate refused or missing is an
-/// authentication failure (77). Other failures are left to the caller.
-fn tls_refusal(url: &str, node: &NodeUri, e: &reqwest::Error) -> Option<Error> {
-    use rustls::AlertDescription as A;
-    let cause = rustls_cause(e)?;
+/// refused precondition (78); our client certificate refused, or none given to a server that
+/// ended the handshake with an alert, is an authentication failure (77). Other failures are
+/// left to the caller.
+fn tls_refusal(url: &str, node: &NodeUri, e: &reqwest::Error, have_client_cert: bool) -> Option<Error> {
     let at = node.authority();
-    match cause {
-        rustls::Error::InvalidCertificate(_) => Some(
+    // The rustls error as a value where the chain keeps it, else as the text rustls prints.
+    let text = error_chain_text(e);
+    let (untrusted, alert) = match rustls_cause(e) {
+        Some(rustls::Error::InvalidCertificate(_)) => (true, None),
+        Some(rustls::Error::AlertReceived(a)) => (false, Some(format!("{a:?}"))),
+        _ => (
+            text.contains("invalid peer certificate"),
+            text.split("received fatal alert: ")
+                .nth(1)
+                .map(|rest| rest.split_whitespace().next().unwrap_or("").to_string()),
+        ),
+    };
+    if untrusted {
+        return Some(
             Error::precondition(format!(
-                "{url}: the server certificate of {at} is not trusted ({cause}); give the CA that signed the cluster's certificates with --tls.ca-certificate FILE"
+                "{url}: the server certificate of {at} is not trusted; give the CA that signed the cluster's certificates with --tls.ca-certificate FILE"
             ))
             .with_source(e.to_string()),
-        ),
-        rustls::Error::AlertReceived(
-            A::CertificateRequired
-            | A::BadCertificate
-            | A::UnknownCA
-            | A::CertificateUnknown
-            | A::CertificateRevoked
-            | A::CertificateExpired
-            | A::UnsupportedCertificate
-            | A::AccessDenied,
-        ) => Some(
-            Error::auth(format!(
-                "{url}: {at} refused the TLS connection ({cause}): it requires a client certificate it trusts; give one with --tls.certificate FILE --tls.key FILE"
-            ))
-            .with_source(e.to_string()),
-        ),
-        _ => None,
+        );
     }
+    // A fatal alert from the server during the handshake: the server refused us at the
+    // TLS layer, which in practice is about the client certificate (Go servers send
+    // "bad certificate" or "certificate required"; a rustls server can end with
+    // "decrypt error" when it refused the certificate after the client's Finished).
+    let alert = alert?;
+    let hint = if have_client_cert {
+        "it does not accept the client certificate given; check --tls.certificate and --tls.key"
+    } else {
+        "it may require a client certificate; give one with --tls.certificate FILE --tls.key FILE"
+    };
+    Some(
+        Error::auth(format!("{url}: {at} refused the TLS handshake (alert {alert}): {hint}"))
+            .with_source(e.to_string()),
+    )
 }
 
 /// A hint when the scheme does not match what the node speaks: TLS bytes answered to plain
@@ -573,11 +601,12 @@ fn scheme_hint(node: &NodeUri, e: &reqwest::Error) -> &'static str {
     ""
 }
 
+/// Every cause of an error, as printed, for the few facts only the text carries.
 fn error_chain_text(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = String::new();
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
-        out.push_str(&format!("{err:?} {err} "));
+        out.push_str(&format!("{err} | "));
         cur = err.source();
     }
     out

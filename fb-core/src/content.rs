@@ -144,11 +144,11 @@ fn canonical_schema(data: &[u8]) -> Result<Value, String> {
     if let Some(indexes) = v.get_mut("indexes").and_then(Value::as_array_mut) {
         indexes.sort_by(|a, b| name_of(a).cmp(name_of(b)));
         for index in indexes.iter_mut() {
-            strip_stamps(index);
+            strip_stamps(index, false);
             if let Some(fields) = index.get_mut("fields").and_then(Value::as_array_mut) {
                 fields.sort_by(|a, b| name_of(a).cmp(name_of(b)));
                 for field in fields.iter_mut() {
-                    strip_stamps(field);
+                    strip_stamps(field, true);
                     if let Some(opts) = field.get_mut("options").and_then(Value::as_object_mut) {
                         for key in ["min", "max"] {
                             if opts.get(key).is_some_and(is_zero_number) {
@@ -169,10 +169,17 @@ fn name_of(v: &Value) -> &str {
     v.get("name").and_then(Value::as_str).unwrap_or("")
 }
 
-fn strip_stamps(v: &mut Value) {
+/// What a restore rewrites besides the stamps: who last changed an index, and who created a
+/// field (upstream's `POST /schema` creates every field with an empty owner).
+fn restore_metadata(is_field: bool) -> [&'static str; 3] {
+    ["createdAt", "updatedAt", if is_field { "owner" } else { "lastUpdatedUser" }]
+}
+
+fn strip_stamps(v: &mut Value, is_field: bool) {
     if let Some(o) = v.as_object_mut() {
-        o.shift_remove("createdAt");
-        o.shift_remove("updatedAt");
+        for key in restore_metadata(is_field) {
+            o.shift_remove(key);
+        }
     }
 }
 
@@ -199,7 +206,9 @@ pub fn schema_notes(a: &[u8], b: &[u8]) -> Vec<String> {
     let (stamps, bounds) = compare_schemas(a, b);
     let mut notes = Vec::new();
     if stamps > 0 {
-        notes.push(format!("{stamps} createdAt/updatedAt stamp(s) differ (POST /schema stamps the restore time)"));
+        notes.push(format!(
+            "{stamps} createdAt/updatedAt/owner value(s) differ (POST /schema stamps the restore time and creates fields without their owner)"
+        ));
     }
     if !bounds.is_empty() {
         let bounds: Vec<String> = bounds.iter().map(BoundChange::to_string).collect();
@@ -259,16 +268,17 @@ fn compare_schemas(a: &[u8], b: &[u8]) -> (usize, Vec<BoundChange>) {
     let mut stamps = 0usize;
     let mut bounds = Vec::new();
     let list = |v: &Value, key: &str| v.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
-    let stamp_diffs =
-        |x: &Value, y: &Value| ["createdAt", "updatedAt"].iter().filter(|k| x.get(**k) != y.get(**k)).count();
+    let stamp_diffs = |x: &Value, y: &Value, is_field: bool| {
+        restore_metadata(is_field).iter().filter(|k| x.get(**k) != y.get(**k)).count()
+    };
     let indexes_b = list(&b, "indexes");
     for ia in list(&a, "indexes") {
         let Some(ib) = indexes_b.iter().find(|x| name_of(x) == name_of(&ia)) else { continue };
-        stamps += stamp_diffs(&ia, ib);
+        stamps += stamp_diffs(&ia, ib, false);
         let fields_b = list(ib, "fields");
         for fa in list(&ia, "fields") {
             let Some(fb) = fields_b.iter().find(|x| name_of(x) == name_of(&fa)) else { continue };
-            stamps += stamp_diffs(&fa, fb);
+            stamps += stamp_diffs(&fa, fb, true);
             for key in ["min", "max"] {
                 let (x, y) = (&fa["options"][key], &fb["options"][key]);
                 if x != y {

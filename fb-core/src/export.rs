@@ -527,15 +527,19 @@ struct RoundFailure {
     error: Error,
     /// Every owner answered 404.
     all_not_found: bool,
+    /// Every owner failed as an unavailable node does (refused, no answer, 5xx, 404): only
+    /// then may asking again help.
+    all_unavailable: bool,
     /// `host:port` of the owners tried.
     tried: Vec<String>,
 }
 
 /// Fetch one file, failing over between its owners, and send it to the writer. When no owner
-/// could serve it, the cluster's `/status` decides what follows: key translation in a state
-/// other than NORMAL fails at once with a message naming the state and the nodes down; while
-/// an owner is still listed as up (a node that just died or froze, before the cluster
-/// noticed), the owners are tried again until `--retry-period` runs out.
+/// could serve it, the cluster's `/status` decides what follows: while an owner is still
+/// listed as up (a node that just died or froze, before the cluster noticed), or while key
+/// translation is refused because the cluster is not NORMAL (a frozen node may come back),
+/// the owners are asked again until `--retry-period` runs out; then key translation fails
+/// with a message naming the state and the nodes down.
 async fn fetch_entry(client: &ClusterClient, entry: &PlannedEntry, tx: &mpsc::Sender<Piece>, budget: &Arc<Semaphore>) {
     let name = entry.path.to_string();
     let started = Instant::now();
@@ -562,20 +566,22 @@ async fn fetch_entry(client: &ClusterClient, entry: &PlannedEntry, tx: &mpsc::Se
                 return;
             }
         };
-        if status.state != "NORMAL" && entry.path.is_keys() {
-            let _ = tx
-                .send(Piece::Failed(preflight::key_translation_refused(&status, &name).with_source(failure.error)))
-                .await;
-            return;
-        }
+        // Key translation while the cluster is not NORMAL: refused until the node is back.
+        let refused_by_state = status.state != "NORMAL" && entry.path.is_keys();
         let owner_listed_up =
             entry.owners.iter().any(|o| status.nodes.iter().any(|n| n.id == o.id && n.state == "STARTED"));
         let pause = crate::client::backoff(round);
         // A 404 from owners that are up is an answer, not an outage: asked once more (the
         // state may have changed between the answers and /status), then final.
-        let again = owner_listed_up
+        let again = (owner_listed_up || refused_by_state)
+            && failure.all_unavailable
             && !(failure.all_not_found && round >= 2)
             && started.elapsed() + pause < client.options().retry_period;
+        if !again && refused_by_state {
+            let e = preflight::key_translation_refused(&status, &name).with_source(failure.error);
+            let _ = tx.send(Piece::Failed(e)).await;
+            return;
+        }
         if !again {
             let note = if status.state == "NORMAL" {
                 String::new()
@@ -608,6 +614,7 @@ async fn fetch_round(
     let name = entry.path.to_string();
     let mut tried = Vec::new();
     let mut not_found = 0;
+    let mut all_unavailable = true;
     let owners = client.prefer_live(&entry.owners);
     let mut last = None;
     for (i, node) in owners.iter().enumerate() {
@@ -622,6 +629,7 @@ async fn fetch_round(
             Err(f) => f,
         };
         not_found += usize::from(failure.not_found);
+        all_unavailable &= failure.error.kind() == ErrorKind::Unavailable;
         if !failure.next || failure.error.kind() == ErrorKind::Auth {
             return Err(Ok(failure.error));
         }
@@ -634,7 +642,9 @@ async fn fetch_round(
         last = Some(failure.error);
     }
     match last {
-        Some(error) => Err(Err(RoundFailure { error, all_not_found: not_found == owners.len(), tried })),
+        Some(error) => {
+            Err(Err(RoundFailure { error, all_not_found: not_found == owners.len(), all_unavailable, tried }))
+        }
         None => Err(Ok(Error::unavailable(format!("{name}: the cluster lists no owner")))),
     }
 }
@@ -667,6 +677,19 @@ async fn fetch_from(
         // found); "Index I Not Found" is also how a refusing cluster state answers.
         Ok(Fetched::NotFound(body)) if kind == EntryKind::Dataframe && body.trim() == "404 page not found" => {
             return Ok(Some(AbsentReason::NotFound))
+        }
+        // Upstream answers a method its cluster state does not allow with 404 and "api method
+        // ... not allowed in state DEGRADED": a refusal for now, not an absent file. A node's
+        // view of the state can differ from /status for a while around a frozen node.
+        Ok(Fetched::NotFound(body)) if body.contains("not allowed in state") => {
+            return Err(OwnerFailure {
+                error: Error::unavailable(format!(
+                    "{name} on {at}: refused in the node's cluster state: {}",
+                    body.trim()
+                )),
+                next: true,
+                not_found: false,
+            })
         }
         Ok(Fetched::NotFound(body)) => {
             return Err(OwnerFailure {

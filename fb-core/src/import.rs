@@ -581,6 +581,12 @@ pub async fn import<R: Read + Send + 'static>(
             }
         }
     }
+    if let (Some(c), false) = (client.as_ref(), dry) {
+        let status = c.status().await.map_err(|e| e.context("checking the cluster at the end of the import"))?;
+        crate::preflight::refuse_active_deletes(c, &status, "at the end of the import").await.map_err(|e| {
+            e.with_suffix("; every entry was sent, but the Delete may have changed restored data: restore again into an empty cluster")
+        })?;
+    }
     let seconds = started_at.elapsed().as_secs_f64();
     events.event(Event::Finished { files: seen.len() as u64, bytes, seconds });
     Ok(ImportSummary { files: seen.len() as u64, bytes, seconds, checked: manifest.is_some() })

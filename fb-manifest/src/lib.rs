@@ -103,8 +103,8 @@ pub struct DiffArgs {
     #[arg(long)]
     pub json: bool,
     /// Compare changed entries by what they hold, not by their bytes: schema without the
-    /// createdAt/updatedAt stamps (and an int bound of 0 read as unset, as upstream's
-    /// POST /schema does), key stores and idalloc by their keys and values; shards and
+    /// createdAt/updatedAt stamps and owners (and an int or decimal bound of 0 read as unset,
+    /// as upstream's POST /schema does; numbers compared as written), key stores and idalloc by their keys and values; shards and
     /// dataframes stay compared by bytes (a restore keeps them). For checking a restore
     /// against its backup: a FeatureBase restore rewrites the schema and the key stores.
     /// Needs the data of both sides (not a manifest file); holds a schema, key store or

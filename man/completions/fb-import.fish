@@ -2,7 +2,7 @@ complete -c fb-import -l host -d 'Any node of the cluster: host[:port], with htt
 complete -c fb-import -l auth-token -d 'Bearer token for a cluster with auth on (prefer FBKIT_AUTH_TOKEN or --auth-token-file: argv is visible in ps)' -r
 complete -c fb-import -l auth-token-file -d 'Read the bearer token from this file (surrounding whitespace ignored)' -r -F
 complete -c fb-import -l concurrency -d 'Files moved at once; output order and bytes do not depend on it' -r
-complete -c fb-import -l retry-period -d 'How long one idempotent request is retried (5xx, resets) before the next replica or failure' -r
+complete -c fb-import -l retry-period -d 'How long one idempotent request is retried (5xx, resets) before the next replica, and how long the owners of a file are asked again while the cluster still lists one as up (frozen, just died)' -r
 complete -c fb-import -l header-timeout -d 'Longest wait for a node\'s response headers, and between two pieces of a body' -r
 complete -c fb-import -l tls.ca-certificate -d 'PEM file of the CA certificate(s) that signed the cluster\'s certificates' -r -F
 complete -c fb-import -l tls.certificate -d 'PEM client certificate, for clusters that require one (mTLS)' -r -F

@@ -30,7 +30,7 @@ complete -c fb-manifest -n "__fish_fb_manifest_needs_command" -l host -d 'Any no
 complete -c fb-manifest -n "__fish_fb_manifest_needs_command" -l auth-token -d 'Bearer token for a cluster with auth on (prefer FBKIT_AUTH_TOKEN or --auth-token-file: argv is visible in ps)' -r
 complete -c fb-manifest -n "__fish_fb_manifest_needs_command" -l auth-token-file -d 'Read the bearer token from this file (surrounding whitespace ignored)' -r -F
 complete -c fb-manifest -n "__fish_fb_manifest_needs_command" -l concurrency -d 'Files moved at once; output order and bytes do not depend on it' -r
-complete -c fb-manifest -n "__fish_fb_manifest_needs_command" -l retry-period -d 'How long one idempotent request is retried (5xx, resets) before the next replica or failure' -r
+complete -c fb-manifest -n "__fish_fb_manifest_needs_command" -l retry-period -d 'How long one idempotent request is retried (5xx, resets) before the next replica, and how long the owners of a file are asked again while the cluster still lists one as up (frozen, just died)' -r
 complete -c fb-manifest -n "__fish_fb_manifest_needs_command" -l header-timeout -d 'Longest wait for a node\'s response headers, and between two pieces of a body' -r
 complete -c fb-manifest -n "__fish_fb_manifest_needs_command" -l tls.ca-certificate -d 'PEM file of the CA certificate(s) that signed the cluster\'s certificates' -r -F
 complete -c fb-manifest -n "__fish_fb_manifest_needs_command" -l tls.certificate -d 'PEM client certificate, for clusters that require one (mTLS)' -r -F
@@ -51,7 +51,7 @@ complete -c fb-manifest -n "__fish_fb_manifest_using_subcommand diff" -l host -d
 complete -c fb-manifest -n "__fish_fb_manifest_using_subcommand diff" -l auth-token -d 'Bearer token for a cluster with auth on (prefer FBKIT_AUTH_TOKEN or --auth-token-file: argv is visible in ps)' -r
 complete -c fb-manifest -n "__fish_fb_manifest_using_subcommand diff" -l auth-token-file -d 'Read the bearer token from this file (surrounding whitespace ignored)' -r -F
 complete -c fb-manifest -n "__fish_fb_manifest_using_subcommand diff" -l concurrency -d 'Files moved at once; output order and bytes do not depend on it' -r
-complete -c fb-manifest -n "__fish_fb_manifest_using_subcommand diff" -l retry-period -d 'How long one idempotent request is retried (5xx, resets) before the next replica or failure' -r
+complete -c fb-manifest -n "__fish_fb_manifest_using_subcommand diff" -l retry-period -d 'How long one idempotent request is retried (5xx, resets) before the next replica, and how long the owners of a file are asked again while the cluster still lists one as up (frozen, just died)' -r
 complete -c fb-manifest -n "__fish_fb_manifest_using_subcommand diff" -l header-timeout -d 'Longest wait for a node\'s response headers, and between two pieces of a body' -r
 complete -c fb-manifest -n "__fish_fb_manifest_using_subcommand diff" -l tls.ca-certificate -d 'PEM file of the CA certificate(s) that signed the cluster\'s certificates' -r -F
 complete -c fb-manifest -n "__fish_fb_manifest_using_subcommand diff" -l tls.certificate -d 'PEM client certificate, for clusters that require one (mTLS)' -r -F
@@ -61,7 +61,7 @@ always\t'Always a progress line on stderr'
 never\t'No progress'
 json\t'One JSON object per line on stderr per event (started, file, retry, failover, finished)'"
 complete -c fb-manifest -n "__fish_fb_manifest_using_subcommand diff" -l json -d 'Machine-readable output'
-complete -c fb-manifest -n "__fish_fb_manifest_using_subcommand diff" -l content -d 'Compare changed entries by what they hold, not by their bytes: schema without the createdAt/updatedAt stamps (and an int bound of 0 read as unset, as upstream\'s POST /schema does), key stores and idalloc by their keys and values; shards and dataframes stay compared by bytes (a restore keeps them). For checking a restore against its backup: a FeatureBase restore rewrites the schema and the key stores. Needs the data of both sides (not a manifest file); holds a schema, key store or idalloc in memory while reading it, up to 64 MiB (larger ones are compared by bytes)'
+complete -c fb-manifest -n "__fish_fb_manifest_using_subcommand diff" -l content -d 'Compare changed entries by what they hold, not by their bytes: schema without the createdAt/updatedAt stamps and owners (and an int or decimal bound of 0 read as unset, as upstream\'s POST /schema does; numbers compared as written), key stores and idalloc by their keys and values; shards and dataframes stay compared by bytes (a restore keeps them). For checking a restore against its backup: a FeatureBase restore rewrites the schema and the key stores. Needs the data of both sides (not a manifest file); holds a schema, key store or idalloc in memory while reading it, up to 64 MiB (larger ones are compared by bytes)'
 complete -c fb-manifest -n "__fish_fb_manifest_using_subcommand diff" -l tls.skip-verify -d 'Do not verify the server\'s certificate (unsafe; off by default)'
 complete -c fb-manifest -n "__fish_fb_manifest_using_subcommand diff" -s q -l quiet -d 'No progress and no summary line; errors are still printed'
 complete -c fb-manifest -n "__fish_fb_manifest_using_subcommand diff" -s v -l verbose -d 'More detail on stderr: -v retries and failovers, -vv every request'
