@@ -89,7 +89,8 @@ fn a_hung_node_costs_the_header_timeout_not_the_run() {
     let reference = export(&url, &[]);
     c.add_fault("hang@1").unwrap();
     let started = Instant::now();
-    let out = run("fb-export", &["--host", &url, "-v", "--progress", "never", "--header-timeout", "1s"], None);
+    let args = ["--host", &url, "-v", "--progress", "never", "--header-timeout", "1s", "--retry-period", "10s"];
+    let out = run("fb-export", &args, None);
     let took = started.elapsed();
     match code(&out) {
         0 => assert!(out.stdout == reference, "failed-over export differs"),

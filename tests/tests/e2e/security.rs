@@ -30,10 +30,13 @@ fn tls_is_verified_by_default_and_works_with_the_ca() {
     let url = c.urls()[0].clone();
     assert!(url.starts_with("https://"));
     let out = run("fb-export", &["--host", &url, "-q"], None);
-    assert!(matches!(code(&out), 69 | 78), "an unknown CA is refused: exit {} {}", code(&out), stderr(&out));
+    assert_eq!(code(&out), 78, "an untrusted server certificate is a refused precondition: {}", stderr(&out));
     assert!(out.stdout.is_empty(), "no archive bytes from an unverified server");
-    let err = stderr(&out).to_lowercase();
-    assert!(err.contains("certificate"), "the message names the certificate problem: {err}");
+    let err = stderr(&out);
+    assert!(
+        err.contains("not trusted") && err.contains("--tls.ca-certificate"),
+        "names the problem and the flag: {err}"
+    );
     let out = run("fb-export", &["--host", &url, "-q", "--tls.ca-certificate", &pki.path_str("ca.pem")], None);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let v = run("fb-verify", &["-q", "-"], Some(&out.stdout));
@@ -51,9 +54,21 @@ fn mtls_needs_the_client_certificate() {
     let ca = pki.path_str("ca.pem");
     let out = run("fb-export", &["--host", &url, "-q", "--tls.ca-certificate", &ca], None);
     assert_ne!(code(&out), 0, "{}", stderr(&out));
-    assert!(matches!(code(&out), 69 | 78), "exit {} {}", code(&out), stderr(&out));
-    let err = stderr(&out).to_lowercase();
-    assert!(err.contains("certificate"), "the message names the missing client certificate: {err}");
+    assert_eq!(code(&out), 77, "a client certificate the server requires is an auth failure: {}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("--tls.certificate"), "the message names the missing client certificate: {err}");
+    // A client certificate from a CA the server does not know is refused the same way.
+    let other = Pki::new();
+    let (cert, key) = (other.path_str("client.pem"), other.path_str("client-key.pem"));
+    let args =
+        ["--host", url.as_str(), "-q", "--tls.ca-certificate", &ca, "--tls.certificate", &cert, "--tls.key", &key];
+    let out = run("fb-export", &args, None);
+    assert_eq!(code(&out), 77, "{}", stderr(&out));
+    // Plain HTTP to a TLS node gets a hint.
+    let plain = url.replacen("https://", "http://", 1);
+    let out = run("fb-export", &["--host", &plain, "-q"], None);
+    assert_eq!(code(&out), 69, "{}", stderr(&out));
+    assert!(stderr(&out).contains("try https://"), "{}", stderr(&out));
     let (cert, key) = (pki.path_str("client.pem"), pki.path_str("client-key.pem"));
     let args =
         ["--host", url.as_str(), "-q", "--tls.ca-certificate", &ca, "--tls.certificate", &cert, "--tls.key", &key];
@@ -210,6 +225,8 @@ fn a_redirect_off_the_node_list_is_refused_and_gets_no_token() {
                 me(NODE_PORT.load(std::sync::atomic::Ordering::SeqCst))
             )),
             "/version" => ok(r#"{"version":"v0.0.0"}"#.into()),
+            "/info" => ok(r#"{"replicaN":1}"#.into()),
+            "/queries" => ok("[]".into()),
             "/schema" => ok(r#"{"indexes":[{"name":"users","options":{"keys":true},"fields":[]}]}"#.into()),
             "/internal/partition/nodes" => ok(format!("[{}]", me(NODE_PORT.load(std::sync::atomic::Ordering::SeqCst)))),
             "/internal/index/users/shards" => ok(r#"{"shards":[]}"#.into()),
