@@ -559,6 +559,7 @@ async fn post_schema(cluster: &Arc<Cluster>, req: Request<Incoming>) -> io::Resu
         return Ok(text(StatusCode::BAD_REQUEST, &format!("apply schema to Pilosa: {msg}")));
     }
     crate::schema_doc::widen_zero_bounds(&mut posted);
+    crate::schema_doc::clear_field_owners(&mut posted);
     let created_at = cluster.settings.reset_schema_timestamps.then(now_ns);
     let mut schema = cluster.schema.write().unwrap_or_else(|e| e.into_inner());
     let mut next: SchemaDoc = schema.clone();

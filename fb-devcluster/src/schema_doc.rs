@@ -74,15 +74,7 @@ impl SchemaDoc {
             Some(_) => return Err((created, ApplyError("\"indexes\" is not a list".into()))),
         };
         for idx in &list {
-            // Upstream's applySchema creates every field with an empty owner (holder.go,
-            // `CreateFieldIfNotExistsWithOptions(f.Name, "", ...)`); the index keeps its own.
-            let mut idx = idx.clone();
-            if let Some(Value::Array(fields)) = idx.get_mut("fields") {
-                for f in fields.iter_mut().filter_map(Value::as_object_mut) {
-                    f.insert("owner".into(), "".into());
-                }
-            }
-            let norm = match normalize_index(&idx, created_at) {
+            let norm = match normalize_index(idx, created_at) {
                 Ok(n) => n,
                 Err(e) => return Err((created, e)),
             };
@@ -441,6 +433,20 @@ pub fn epoch_text(unit: &str, base: i64) -> String {
     }
     out.push('Z');
     out
+}
+
+/// What upstream's `POST /schema` does to field owners: `holder.applySchema` creates every
+/// field with an empty owner (`CreateFieldIfNotExistsWithOptions(f.Name, "", ...)`); an index
+/// keeps the owner it was posted with.
+pub fn clear_field_owners(posted: &mut Value) {
+    let Some(indexes) = posted.get_mut("indexes").and_then(Value::as_array_mut) else { return };
+    for idx in indexes {
+        if let Some(Value::Array(fields)) = idx.get_mut("fields") {
+            for f in fields.iter_mut().filter_map(Value::as_object_mut) {
+                f.insert("owner".into(), "".into());
+            }
+        }
+    }
 }
 
 /// What upstream's `POST /schema` does to field bounds before creating a field
