@@ -25,13 +25,60 @@ pub enum ErrorKind {
     Protocol,
     /// Authentication or authorisation was refused (77).
     Auth,
-    /// A precondition was refused: target cluster not empty, bad TLS material (78).
+    /// A precondition was refused: target cluster not empty, bad TLS material, server
+    /// certificate not trusted, a `Delete` running (78).
     Precondition,
+    /// A bug in fbkit: a worker that panicked, a task that ended early, an impossible state
+    /// (70, `EX_SOFTWARE`).
+    Internal,
     /// Interrupted by a signal; temporary files were removed (130).
     Interrupted,
 }
 
 impl ErrorKind {
+    /// Every kind, in the order of contract §4's table (by exit code).
+    pub const ALL: [ErrorKind; 12] = [
+        ErrorKind::Verification,
+        ErrorKind::Usage,
+        ErrorKind::InvalidBackup,
+        ErrorKind::Truncated,
+        ErrorKind::Unavailable,
+        ErrorKind::Internal,
+        ErrorKind::CannotCreate,
+        ErrorKind::Io,
+        ErrorKind::Protocol,
+        ErrorKind::Auth,
+        ErrorKind::Precondition,
+        ErrorKind::Interrupted,
+    ];
+
+    /// What the exit code means, as contract §4's table says it (the one text the man pages,
+    /// `--help` and the README are rendered from).
+    pub fn meaning(self) -> &'static str {
+        match self {
+            ErrorKind::Verification => "verification failed, or manifests differ",
+            ErrorKind::Usage => "usage error (bad flags)",
+            ErrorKind::InvalidBackup => {
+                "input is not a valid backup: malformed tar, bad manifest, unsafe entry path, unknown format version"
+            }
+            ErrorKind::Truncated => "input ended early: truncated stream, no manifest, missing file",
+            ErrorKind::Unavailable => {
+                "cluster unreachable, or a shard or key store no node can serve (a DEGRADED cluster does not serve key translation)"
+            }
+            ErrorKind::Internal => "internal error (a bug in fbkit: a worker that panicked, an impossible state)",
+            ErrorKind::CannotCreate => "cannot create the output file",
+            ErrorKind::Io => "I/O error, including output closed early (broken pipe)",
+            ErrorKind::Protocol => "the cluster answered in a way this version does not understand",
+            ErrorKind::Auth => {
+                "authentication or authorisation refused (no retries): a token without admin rights, a client certificate the server refuses"
+            }
+            ErrorKind::Precondition => {
+                "precondition refused: target cluster not empty, bad TLS material, server certificate not trusted, a Delete running"
+            }
+            ErrorKind::Interrupted => "interrupted; temporary files removed",
+        }
+    }
+
     /// The process exit code of contract §4 for this kind.
     pub fn exit_code(self) -> u8 {
         match self {
@@ -45,6 +92,7 @@ impl ErrorKind {
             ErrorKind::Protocol => 76,
             ErrorKind::Auth => 77,
             ErrorKind::Precondition => 78,
+            ErrorKind::Internal => 70,
             ErrorKind::Interrupted => 130,
         }
     }
@@ -181,6 +229,7 @@ ctor! {
     protocol => Protocol,
     auth => Auth,
     precondition => Precondition,
+    internal => Internal,
     interrupted => Interrupted,
 }
 
@@ -201,8 +250,12 @@ mod tests {
             (ErrorKind::Protocol, 76),
             (ErrorKind::Auth, 77),
             (ErrorKind::Precondition, 78),
+            (ErrorKind::Internal, 70),
             (ErrorKind::Interrupted, 130),
         ];
+        assert_eq!(table.len(), ErrorKind::ALL.len());
+        let codes: Vec<u8> = ErrorKind::ALL.iter().map(|k| k.exit_code()).collect();
+        assert!(codes.windows(2).all(|w| w[0] < w[1]), "ALL is in exit-code order: {codes:?}");
         for (kind, code) in table {
             assert_eq!(kind.exit_code(), code, "{kind:?}");
         }

@@ -378,8 +378,8 @@ pub async fn export<W: Write + Send + 'static>(
     let _ = verdict_tx.send(final_checks(&client, &plan.status).await);
     let result = tokio::task::spawn_blocking(move || writer.join())
         .await
-        .map_err(|_| Error::io("writer thread", std::io::Error::other("join failed")))?
-        .map_err(|_| Error::io("writer thread", std::io::Error::other("the writer panicked")))?;
+        .map_err(|_| Error::internal("the writer thread could not be joined"))?
+        .map_err(|_| Error::internal("the writer thread panicked"))?;
     let (out, files, bytes, manifest) = result?;
     let seconds = started.elapsed().as_secs_f64();
     client.events().event(Event::Finished { files, bytes, seconds });
@@ -442,7 +442,7 @@ fn write_archive<W: Write>(
         let mut verify: Option<(u64, Sha256, String)> = None;
         loop {
             let piece = rx.blocking_recv().unwrap_or_else(|| {
-                Piece::Failed(Error::io(format!("fetching {name}"), std::io::Error::other("fetch task ended early")))
+                Piece::Failed(Error::internal(format!("fetching {name}: the fetch task ended early")))
             });
             match piece {
                 Piece::Absent(reason) => {
@@ -487,10 +487,9 @@ fn write_archive<W: Write>(
                 Piece::End => {
                     let size = size.expect("End follows Begin");
                     if written != size || verify.is_some() {
-                        return Err(Error::io(
-                            format!("{name}: {written} of {size} bytes"),
-                            std::io::Error::other("internal: entry ended early"),
-                        ));
+                        return Err(Error::internal(format!(
+                            "{name}: the entry ended after {written} of {size} bytes"
+                        )));
                     }
                     entries.push(ManifestEntry::new(&entry.path, size, &hasher.finalize().into()));
                     bytes += size;
@@ -500,9 +499,7 @@ fn write_archive<W: Write>(
             }
         }
     }
-    verdict
-        .recv()
-        .map_err(|_| Error::io("export", std::io::Error::other("internal: no verdict before the manifest")))??;
+    verdict.recv().map_err(|_| Error::internal("no verdict on the cluster before the manifest"))??;
     if dataframes_disabled {
         source.insert("dataframes".into(), "disabled".into());
     }

@@ -253,7 +253,7 @@ pub async fn import<R: Read + Send + 'static>(
     let mut targets = None;
     if let Some(c) = client.as_deref() {
         if opts.dry_run {
-            return Err(Error::usage("internal: dry run with a cluster client"));
+            return Err(Error::internal("a dry run was given a cluster client"));
         }
         let status = c.status().await?;
         if status.nodes.is_empty() {
@@ -350,7 +350,7 @@ pub async fn import<R: Read + Send + 'static>(
         loop {
             // Surface a failed send as soon as it happens.
             while let Some(done) = inflight.try_join_next() {
-                done.map_err(|e| Error::io("send task", std::io::Error::other(e.to_string())))??;
+                done.map_err(|e| Error::internal(format!("a send task ended early: {e}")))??;
             }
             let Some(msg) = rx.recv().await else {
                 return Err(Error::io("reading the input", std::io::Error::other("reader stopped")));
@@ -466,12 +466,12 @@ pub async fn import<R: Read + Send + 'static>(
                     if cur_is_schema(&path) {
                         // Everything else needs the indexes to exist: wait for the schema.
                         while let Some(done) = inflight.join_next().await {
-                            done.map_err(|e| Error::io("send task", std::io::Error::other(e.to_string())))??;
+                            done.map_err(|e| Error::internal(format!("a send task ended early: {e}")))??;
                         }
                     }
                     while inflight.len() > concurrency {
                         if let Some(done) = inflight.join_next().await {
-                            done.map_err(|e| Error::io("send task", std::io::Error::other(e.to_string())))??;
+                            done.map_err(|e| Error::internal(format!("a send task ended early: {e}")))??;
                         }
                     }
                     events.event(Event::FileDone { path: path.clone(), size });
@@ -489,7 +489,7 @@ pub async fn import<R: Read + Send + 'static>(
     // Wait for the last sends, whatever happened, so the report says what the nodes got.
     let mut send_error = None;
     while let Some(done) = inflight.join_next().await {
-        if let Err(e) = done.map_err(|e| Error::io("send task", std::io::Error::other(e.to_string()))).and_then(|r| r) {
+        if let Err(e) = done.map_err(|e| Error::internal(format!("a send task ended early: {e}"))).and_then(|r| r) {
             send_error.get_or_insert(e);
         }
     }

@@ -199,7 +199,7 @@ fn live_scanned(cluster: &ClusterArgs, reporter: &Arc<Reporter>) -> Result<Side>
     // Dropping the writer ends the stream the scan reads; on failure the export has
     // already dropped it, and its error is the one reported.
     let exported = export_live(cluster, reporter, writer).map(|(w, _)| drop(w));
-    let scan = scanner.join().map_err(|_| Error::io("scan thread", std::io::Error::other("it panicked")))?;
+    let scan = scanner.join().map_err(|_| Error::internal("the scan thread panicked"))?;
     exported?;
     Side::of_scan(scan, Map::new())
 }
