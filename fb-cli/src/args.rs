@@ -1,0 +1,159 @@
+//! The flags every tool shares, defined once and flattened into each tool: cluster and TLS
+//! (named as upstream names them) and reporting.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use fb_core::client::{ClusterOptions, TlsOptions};
+use fb_core::{Error, Result};
+
+/// The shared cluster flags of contract §3, named as upstream names them.
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Cluster")]
+pub struct ClusterArgs {
+    /// Any node of the cluster: host[:port], with http:// (default) or https://
+    #[arg(long, default_value = "localhost:10101", value_name = "HOST[:PORT]")]
+    pub host: String,
+    /// Bearer token for a cluster with auth on (prefer FBKIT_AUTH_TOKEN or --auth-token-file: argv is visible in ps)
+    #[arg(long, env = "FBKIT_AUTH_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub auth_token: Option<String>,
+    /// Read the bearer token from this file (surrounding whitespace ignored)
+    #[arg(long, value_name = "FILE", conflicts_with = "auth_token")]
+    pub auth_token_file: Option<PathBuf>,
+    /// Files moved at once; output order and bytes do not depend on it
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+    /// How long one idempotent request is retried (5xx, resets) before the next replica, and how long
+    /// the owners of a file are asked again while the cluster still lists one as up (frozen, just died)
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
+    pub retry_period: Duration,
+    /// Longest wait for a node's response headers, and between two pieces of a body
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// The TLS flags, named as upstream names them.
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "TLS")]
+pub struct TlsArgs {
+    /// PEM file of the CA certificate(s) that signed the cluster's certificates
+    #[arg(long = "tls.ca-certificate", value_name = "FILE")]
+    pub ca_certificate: Option<PathBuf>,
+    /// PEM client certificate, for clusters that require one (mTLS)
+    #[arg(long = "tls.certificate", value_name = "FILE", requires = "key")]
+    pub certificate: Option<PathBuf>,
+    /// PEM private key of the client certificate
+    #[arg(long = "tls.key", value_name = "FILE", requires = "certificate")]
+    pub key: Option<PathBuf>,
+    /// Do not verify the server's certificate (unsafe; off by default)
+    #[arg(long = "tls.skip-verify")]
+    pub skip_verify: bool,
+}
+
+impl ClusterArgs {
+    /// The core's options; reads the token file.
+    pub fn options(&self) -> Result<ClusterOptions> {
+        let auth_token = match (&self.auth_token, &self.auth_token_file) {
+            (_, Some(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    Error::precondition(format!("cannot read --auth-token-file {}", path.display())).with_source(e)
+                })?;
+                Some(text.trim().to_string())
+            }
+            (Some(t), None) => Some(t.trim().to_string()),
+            (None, None) => None,
+        };
+        Ok(ClusterOptions {
+            host: self.host.clone(),
+            auth_token,
+            tls: TlsOptions {
+                ca_certificate: self.tls.ca_certificate.clone(),
+                certificate: self.tls.certificate.clone(),
+                key: self.tls.key.clone(),
+                skip_verify: self.tls.skip_verify,
+            },
+            retry_period: self.retry_period,
+            header_timeout: self.header_timeout,
+            concurrency: usize::from(self.concurrency),
+        })
+    }
+}
+
+/// Export options for these indexes, stamped from `SOURCE_DATE_EPOCH` (entry mtimes and the
+/// manifest's source) when it is set, else mtime 0. Shared by fb-export and
+/// `fb-manifest --host`, whose manifests must be the same bytes.
+pub fn export_options(indexes: Vec<String>) -> Result<fb_core::export::ExportOptions> {
+    let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.trim().is_empty() => Some(
+            v.trim()
+                .parse::<u64>()
+                .map_err(|_| Error::usage(format!("SOURCE_DATE_EPOCH={v:?} is not a whole number of seconds")))?,
+        ),
+        _ => None,
+    };
+    Ok(fb_core::export::ExportOptions { indexes, mtime: epoch.unwrap_or(0), source_date_epoch: epoch })
+}
+
+/// `30s`, `500ms`, `2m`, `1h`, or plain seconds.
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.find(|c: char| !c.is_ascii_digit() && c != '.').map(|i| s.split_at(i)).unwrap_or((s, "s"));
+    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 30s, 500ms, 2m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("{s:?} is not a valid duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// When to show progress.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// A progress line when stderr is a terminal
+    Auto,
+    /// Always a progress line on stderr
+    Always,
+    /// No progress
+    Never,
+    /// One JSON object per line on stderr per event (started, file, retry, failover, finished)
+    Json,
+}
+
+/// The reporting flags every tool has.
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Reporting")]
+pub struct ReportArgs {
+    /// Progress on stderr
+    #[arg(long, value_enum, default_value = "auto", value_name = "WHEN")]
+    pub progress: Progress,
+    /// No progress and no summary line; errors are still printed
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// More detail on stderr: -v retries and failovers, -vv every request
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+}
