@@ -388,7 +388,9 @@ async fn dispatch(
             let path = store.root().join("idalloc");
             match tokio::fs::File::open(&path).await {
                 Ok(f) => Ok(stream_file(f, None)),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(stream_bytes(crate::data::empty_idalloc()?.into())),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    Ok(stream_bytes(crate::placeholder::empty_idalloc()?.into()))
+                }
                 Err(e) => Ok(text(StatusCode::INTERNAL_SERVER_ERROR, &format!("writeing id allocation data: {e}"))),
             }
         }
@@ -854,7 +856,7 @@ async fn snapshot(cluster: &Arc<Cluster>, node: usize, index: &str, shard: &str)
     match tokio::fs::File::open(&path).await {
         Ok(f) => Ok(stream_file(f, None)),
         // Upstream opens an empty shard database for a shard it does not hold and streams it.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(stream_bytes(crate::data::empty_shard()?.into())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(stream_bytes(crate::placeholder::empty_shard()?.into())),
         Err(e) => Ok(text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())),
     }
 }
@@ -894,7 +896,9 @@ async fn translate_data(
         return match tokio::fs::File::open(&path).await {
             Ok(f) => Ok(stream_file(f, None)),
             // Upstream opens a key store for every field, keyed or not, and serves it empty.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(stream_bytes(crate::data::empty_key_store()?.into())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Ok(stream_bytes(crate::placeholder::empty_key_store()?.into()))
+            }
             Err(e) => Ok(text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())),
         };
     }
@@ -930,7 +934,7 @@ async fn translate_data(
         // created (upstream `Index.open`), so a partition nothing was written to is served
         // as an empty store. An unkeyed index has none.
         Err(e) if e.kind() == io::ErrorKind::NotFound && keyed && p < PARTITION_N => {
-            Ok(stream_bytes(crate::data::empty_key_store()?.into()))
+            Ok(stream_bytes(crate::placeholder::empty_key_store()?.into()))
         }
         Err(_) => Ok(text(StatusCode::NOT_FOUND, "translate store not found")),
     }

@@ -24,8 +24,10 @@ mod churn;
 pub mod cli;
 mod cluster;
 pub mod data;
+mod demo;
 pub mod fault;
 mod http;
+mod placeholder;
 pub mod schema_doc;
 pub mod seed;
 pub mod store;
@@ -363,7 +365,7 @@ fn prepare_data(cfg: &ClusterConfig, placement: &Placement, stores: &[NodeStore]
         schema = seed::seed_from(dir, stores, placement)?.0;
     }
     if cfg.demo && schema.is_empty() {
-        schema = data::seed_demo(stores, placement, cfg.demo_shard_bytes).context("generating the demo data")?;
+        schema = demo::seed_demo(stores, placement, cfg.demo_shard_bytes).context("generating the demo data")?;
     }
     let bytes = schema.stored_bytes();
     for s in stores {
@@ -375,7 +377,7 @@ fn prepare_data(cfg: &ClusterConfig, placement: &Placement, stores: &[NodeStore]
         }
         let ida = s.root().join("idalloc");
         if !ida.exists() {
-            s.write_bytes(&ida, &data::empty_idalloc()?)?;
+            s.write_bytes(&ida, &placeholder::empty_idalloc()?)?;
         }
     }
     Ok(schema)

@@ -424,7 +424,7 @@ pub fn epoch_text(unit: &str, base: i64) -> String {
     };
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = crate::data::civil(days as i64);
+    let (y, m, d) = civil(days as i64);
     let mut out = format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", rem / 3600, rem / 60 % 60, rem % 60);
     if nanos != 0 {
         let frac = format!("{nanos:09}");
@@ -808,7 +808,7 @@ pub fn parse_rfc3339(t: &str) -> Option<(i64, i64)> {
         }
         _ => return None,
     };
-    let days = crate::data::days_from_civil(y, mo as u32, d as u32);
+    let days = days_from_civil(y, mo as u32, d as u32);
     Some((days * 86_400 + h * 3600 + mi * 60 + s - offset, nanos))
 }
 
@@ -1023,6 +1023,31 @@ fn normalize_field(f: &Value, created_at: Option<i64>) -> Result<Value, ApplyErr
     Ok(Value::Object(m))
 }
 
+/// Day number since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+pub(crate) fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (i64::from(m) + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Civil date of a day number since 1970-01-01 (Howard Hinnant's algorithm).
+pub(crate) fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1095,5 +1120,13 @@ mod tests {
         assert!(doc
             .apply(&json!({"indexes":[{"name":"x","fields":[{"name":"f","options":{"type":"blob"}}]}]}), None)
             .is_err());
+    }
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil(0), (1970, 1, 1));
+        assert_eq!(civil(19_783), (2024, 3, 1));
+        assert_eq!(civil(19_783 + 91), (2024, 5, 31));
+        assert_eq!(days_from_civil(2024, 3, 1), 19_783);
     }
 }
