@@ -341,7 +341,7 @@ pub async fn export<W: Write + Send + 'static>(
     let sem = Arc::new(Semaphore::new(client.options().concurrency.max(1)));
     let mut tasks = Vec::new();
     // Data fetches not yet known to be complete. Key translation and idalloc must be read
-    // after the data they cover has been read completely (the seed's rules 5 and 6), also
+    // after the data they cover has been read completely (contract §1: key translation after the data it covers, idalloc after all data), also
     // with --concurrency > 1: before the first such fetch, wait for every data fetch so far.
     let mut data_in_flight: Vec<tokio::sync::oneshot::Receiver<()>> = Vec::new();
     for entry in plan.entries {

@@ -176,6 +176,29 @@ pub fn prescan<R: Read>(input: R) -> Result<Prescan> {
     }
 }
 
+/// Open the backup to restore: a file (`-s FILE`) or stdin (`None` or `-`). A file can be
+/// read twice, so it is pre-scanned first: every entry header is checked and the manifest
+/// and schema are found before anything is sent (contract §5); the schema and manifest it
+/// finds go into `opts` (a manifest given with `--manifest` is kept). A file without a
+/// manifest is refused unless `opts.no_manifest`. From stdin nothing is read ahead.
+pub fn open_backup(source: Option<&std::path::Path>, opts: &mut ImportOptions) -> Result<Box<dyn Read + Send>> {
+    let Some(path) = source.filter(|p| p.as_os_str() != "-") else { return Ok(Box::new(std::io::stdin())) };
+    let found = prescan(std::io::BufReader::with_capacity(1 << 20, crate::verify::open_input(path)?))
+        .map_err(|e| e.context(format!("{} (nothing was sent)", path.display())))?;
+    opts.schema = found.schema;
+    match (&opts.manifest, found.manifest) {
+        (None, Some(m)) => opts.manifest = Some(m),
+        (None, None) if !opts.no_manifest => {
+            return Err(Error::truncated(format!(
+                "{} has no MANIFEST.json, so sizes and checksums cannot be checked; nothing was sent (use --no-manifest to restore it anyway)",
+                path.display()
+            )))
+        }
+        _ => {}
+    }
+    Ok(Box::new(crate::verify::open_input(path)?))
+}
+
 /// Where the target wants each entry.
 struct Targets<'a> {
     client: &'a ClusterClient,

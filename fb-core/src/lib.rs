@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub mod client;
+pub mod compare;
 pub mod content;
 pub mod error;
 pub mod events;

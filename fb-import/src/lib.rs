@@ -1,6 +1,5 @@
 //! fb-import's command line. The work is in `fb_core::import`.
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -8,8 +7,8 @@ use std::sync::Arc;
 use clap::Parser;
 use fb_cli::{ClusterArgs, Example, ReportArgs, Reporter};
 use fb_core::client::ClusterClient;
-use fb_core::import::{import, prescan, ImportOptions, ImportSummary};
-use fb_core::verify::{open_input, read_manifest_file};
+use fb_core::import::{import, open_backup, ImportOptions, ImportSummary};
+use fb_core::verify::read_manifest_file;
 use fb_core::{Error, Result};
 
 /// The documented examples (help, man page, and the docs test run them).
@@ -100,26 +99,7 @@ fn run_inner(cli: &Cli, reporter: &Arc<Reporter>) -> Result<ImportSummary> {
         manifest: cli.manifest.as_deref().map(read_manifest_file).transpose()?,
         schema: None,
     };
-    let input: Box<dyn Read + Send> = match &cli.source {
-        Some(p) if p.as_os_str() != "-" => {
-            // A file can be read twice: check every header and find the manifest first.
-            let found = prescan(std::io::BufReader::with_capacity(1 << 20, open_input(p)?))
-                .map_err(|e| e.context(format!("{} (nothing was sent)", p.display())))?;
-            opts.schema = found.schema;
-            match (&opts.manifest, found.manifest) {
-                (None, Some(m)) => opts.manifest = Some(m),
-                (None, None) if !cli.no_manifest => {
-                    return Err(Error::truncated(format!(
-                        "{} has no MANIFEST.json, so sizes and checksums cannot be checked; nothing was sent (use --no-manifest to restore it anyway)",
-                        p.display()
-                    )))
-                }
-                _ => {}
-            }
-            Box::new(open_input(p)?)
-        }
-        _ => Box::new(std::io::stdin()),
-    };
+    let input = open_backup(cli.source.as_deref(), &mut opts)?;
     let client = if cli.dry_run {
         None
     } else {

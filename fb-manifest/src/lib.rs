@@ -1,18 +1,16 @@
 //! fb-manifest's command line: print the manifest of a backup or a live cluster, or compare
 //! two. The work is in `fb_core::verify`, `fb_core::manifest` and `fb_core::export`.
 
-use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::path::Path;
+use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, FromArgMatches, Parser, Subcommand, ValueEnum};
 use fb_cli::{ClusterArgs, Example, ReportArgs, Reporter};
 use fb_core::client::ClusterClient;
-use fb_core::content::{self, Content};
-use fb_core::manifest::{diff, Manifest};
-use fb_core::verify::{manifest_of_scan, open_input, scan_dir, scan_stream, Scan, ScanMode};
+use fb_core::compare::{compare, load_side, Comparison, Side, Source};
+use fb_core::manifest::Manifest;
+use fb_core::verify::{scan_stream, ScanMode};
 use fb_core::{Error, Result};
 use serde_json::{Map, Value};
 
@@ -204,71 +202,25 @@ fn live_scanned(cluster: &ClusterArgs, reporter: &Arc<Reporter>) -> Result<Side>
     Side::of_scan(scan, Map::new())
 }
 
-/// One side of a diff: its manifest and, in content mode, every entry's content digest.
-struct Side {
-    manifest: Manifest,
-    contents: Option<BTreeMap<String, Content>>,
-    schema: Option<Vec<u8>>,
-}
-
-impl Side {
-    fn of_scan(mut scan: Scan, fallback: Map<String, Value>) -> Result<Side> {
-        let contents: BTreeMap<String, Content> =
-            scan.entries.iter_mut().filter_map(|e| Some((e.path.to_string(), e.content.take()?))).collect();
-        let schema = scan.schema_bytes.take();
-        let manifest = manifest_of_scan(scan, fallback)?;
-        Ok(Side { manifest, contents: Some(contents), schema })
-    }
-
-    fn manifest_only(manifest: Manifest) -> Side {
-        Side { manifest, contents: None, schema: None }
-    }
-}
-
-/// Load one side: URL → live cluster; directory; manifest JSON; stream file; `-` → stdin.
-/// With `content`, every entry's content digest is computed too (not for a manifest file).
+/// Load one side: a cluster URL is exported (and scanned in content mode); anything else is
+/// read by fb-core (see [`Source`]).
 fn load(side: &str, cluster: &ClusterArgs, reporter: &Arc<Reporter>, allow_json: bool, content: bool) -> Result<Side> {
-    let mode = ScanMode { deep: false, content };
-    if side.starts_with("http://") || side.starts_with("https://") {
-        let mut c = cluster.clone();
-        c.host = side.to_string();
-        return if content { live_scanned(&c, reporter) } else { live(&c, reporter).map(Side::manifest_only) };
-    }
-    let mut fallback = Map::new();
-    let events = reporter.events();
-    let path = Path::new(side);
-    if side != "-" && path.is_dir() {
-        fallback.insert("directory".into(), Value::from(side));
-        return Side::of_scan(scan_dir(path, mode, &events)?, fallback);
-    }
-    fallback.insert("archive".into(), Value::from(side));
-    let mut input: Box<dyn Read> =
-        if side == "-" { Box::new(std::io::stdin().lock()) } else { Box::new(open_input(path)?) };
-    // A manifest stored apart starts with '{'; a tar, zstd or gzip stream never does.
-    let mut first = [0u8; 1];
-    let n = input.read(&mut first).map_err(|e| Error::io(format!("reading {side}"), e))?;
-    let chained = std::io::Cursor::new(first[..n].to_vec()).chain(input);
-    if allow_json && n == 1 && first[0] == b'{' {
-        if content {
-            return Err(Error::usage(format!(
-                "{side} is a manifest: --content needs the data (an archive, a directory or a cluster URL)"
-            )));
+    match Source::parse(side) {
+        Source::Cluster(url) => {
+            let mut c = cluster.clone();
+            c.host = url;
+            if content {
+                live_scanned(&c, reporter)
+            } else {
+                live(&c, reporter).map(Side::manifest_only)
+            }
         }
-        let mut bytes = Vec::new();
-        chained.take(256 << 20).read_to_end(&mut bytes).map_err(|e| Error::io(format!("reading {side}"), e))?;
-        return Manifest::parse(&bytes).map(Side::manifest_only).map_err(|e| e.context(side));
+        source => load_side(&source, side, allow_json, content, &reporter.events()),
     }
-    Side::of_scan(scan_stream(chained, mode, &events), fallback).map_err(|e| e.context(side))
 }
 
 fn short(sha: &str) -> &str {
     &sha[..sha.len().min(12)]
-}
-
-/// A changed entry whose content is the same on both sides (`--content`): why the bytes differ.
-struct SameContent {
-    path: String,
-    notes: Vec<String>,
 }
 
 fn run_diff(d: &DiffArgs) -> Result<ExitCode> {
@@ -278,45 +230,7 @@ fn run_diff(d: &DiffArgs) -> Result<ExitCode> {
     let reporter = Reporter::new("fb-manifest", &d.report);
     let a = load(&d.a, &d.cluster, &reporter, true, d.content)?;
     let b = load(&d.b, &d.cluster, &reporter, true, d.content)?;
-    let mut diff = diff(&a.manifest, &b.manifest);
-    // Content mode: a changed entry whose content digests agree is not a difference, nor is
-    // an upstream placeholder dataframe on one side only.
-    let mut same = Vec::new();
-    let mut ignored = Vec::new();
-    for (side, list) in [(&a.contents, &mut diff.removed), (&b.contents, &mut diff.added)] {
-        if let Some(contents) = side {
-            list.retain(|e| {
-                let placeholder = contents.get(&e.path) == Some(&Content::Placeholder);
-                if placeholder {
-                    ignored.push(e.path.clone());
-                }
-                !placeholder
-            });
-        }
-    }
-    let mut unknown: BTreeMap<String, String> = BTreeMap::new();
-    if let (Some(ca), Some(cb)) = (&a.contents, &b.contents) {
-        diff.changed.retain(|(x, _)| {
-            let (Some(p), Some(q)) = (ca.get(&x.path), cb.get(&x.path)) else { return true };
-            if p.same_as(q) {
-                // Only the schema and the bbolt files (key stores, idalloc) are compared by
-                // content; shards and dataframes with other bytes never have equal content.
-                let notes = match (x.path.as_str(), &a.schema, &b.schema) {
-                    ("schema", Some(sa), Some(sb)) => content::schema_notes(sa, sb),
-                    ("schema", _, _) => vec!["same schema".to_string()],
-                    _ => vec!["same buckets, keys and values; the bbolt pages differ".to_string()],
-                };
-                same.push(SameContent { path: x.path.clone(), notes });
-                return false;
-            }
-            for c in [p, q] {
-                if let Content::Unknown(why) = c {
-                    unknown.insert(x.path.clone(), format!("not compared by content: {why}"));
-                }
-            }
-            true
-        });
-    }
+    let Comparison { diff, same, ignored, not_compared: unknown } = compare(&a, &b);
     let (a, b) = (a.manifest, b.manifest);
     let mut out = String::new();
     if d.json {

@@ -1,4 +1,4 @@
-//! Issue 7: faults during an export (nodes down, cut, failing, hanging or slow; data written
+//! Faults during an export (nodes down, cut, failing, hanging or slow; data written
 //! while the export runs) and faults of the output (full disk, signals). Nothing may fail
 //! silently: every run ends identical to a clean export, or fails with its exit code and no
 //! manifest.

@@ -1,4 +1,4 @@
-//! Issue 7: damaged streams and hostile archives. Every reader (fb-verify, fb-manifest,
+//! Damaged streams and hostile archives. Every reader (fb-verify, fb-manifest,
 //! fb-import) detects every cut and every flipped bit, and refuses archives built to escape
 //! the target or exhaust memory (exit 65) before it writes or sends anything.
 

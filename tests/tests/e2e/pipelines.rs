@@ -13,7 +13,7 @@ fn manifest_of(archive: &[u8]) -> Manifest {
     Manifest::parse(bytes).expect("valid manifest")
 }
 
-// ---- fb-export (issue 4) ----
+// ---- fb-export ----
 
 #[test]
 fn export_layout_order_and_checksums() {
@@ -157,7 +157,7 @@ fn extracted_archive_has_upstream_layout_and_sha256sum_lines_check() {
     }
 }
 
-// ---- fb-verify and fb-manifest (issue 6) ----
+// ---- fb-verify and fb-manifest ----
 
 #[test]
 fn verify_and_manifest_agree_with_the_archive_and_the_live_cluster() {
@@ -323,7 +323,7 @@ fn deep_catches_bad_page_count_and_corrupt_bolt_meta() {
     assert_eq!(bad, ["indexes/i/shards/0000", "indexes/i/fields/f/translate"], "{}", stderr(&out));
 }
 
-// ---- fb-import (issue 5) ----
+// ---- fb-import ----
 
 fn same_entries(a: &[u8], b: &[u8]) {
     let dir = tempfile::tempdir().unwrap();

@@ -1,4 +1,4 @@
-//! Issue 7: TLS verification, client certificates, auth refusals, the token's secrecy and
+//! TLS verification, client certificates, auth refusals, the token's secrecy and
 //! the token's destinations, against fb-devcluster and a small fake node on loopback.
 
 use std::io::{BufRead, BufReader, Write};
