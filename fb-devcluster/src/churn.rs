@@ -1,13 +1,13 @@
-//! The churn job: a background thread that keeps changing the cluster's data while a
-//! backup runs (the `churn` fault), and its control: one job at a time, bounded in steps,
-//! stopped by clearing the faults or stopping the cluster.
+//! The churn job (the `churn` fault): it keeps changing the cluster's data while a backup
+//! runs, one step at a time, in FeatureBase's order. Its thread and counters are
+//! `churn_control`'s, kept in the cluster state so that clearing the faults stops it.
+//!
+//! Layer: churn, above `cluster` and the leaves (`demo`, `fault`, `schema_doc`, `store`).
 
 use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use fb_core::format::idalloc::{IdRange, IdallocState};
 use fb_core::format::{idalloc, rbf, translate};
@@ -17,108 +17,30 @@ use serde_json::Value;
 
 use crate::cluster::Cluster;
 use crate::demo::{next_partitioned_id, pos};
+use crate::fault::{FaultKind, FaultSpec, FaultSpecError};
 use crate::schema_doc::SHARD_WIDTH;
 use crate::store::NodeStore;
 
-#[derive(Default)]
-struct Run {
-    stop: Arc<AtomicBool>,
-    spec: String,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-/// Start, stop and observe churn.
-#[derive(Default)]
-pub(crate) struct ChurnControl {
-    run: Mutex<Option<Run>>,
-    steps: Arc<AtomicU64>,
-    running: Arc<(Mutex<bool>, Condvar)>,
-}
-
-impl ChurnControl {
-    /// Stop the running job, if any, and wait for its current step to end.
-    pub(crate) fn stop(&self) {
-        let run = self.run.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(mut run) = run {
-            run.stop.store(true, Ordering::SeqCst);
-            if let Some(t) = run.thread.take() {
-                let _ = t.join();
-            }
+/// Install a fault: churn starts its job (replacing a running one), every other kind goes
+/// into the fault table.
+pub(crate) fn add_fault(cluster: &Arc<Cluster>, spec: FaultSpec) -> Result<(), FaultSpecError> {
+    spec.check_node(cluster.nodes.len())?;
+    match spec.kind {
+        FaultKind::Churn { steps, interval_ms } => {
+            start(cluster, steps, interval_ms);
+            Ok(())
         }
-    }
-
-    /// Steps done by the current or last job.
-    pub(crate) fn steps_done(&self) -> u64 {
-        self.steps.load(Ordering::SeqCst)
-    }
-
-    /// The SPEC of the running job.
-    pub(crate) fn running_spec(&self) -> Option<String> {
-        let (lock, _) = &*self.running;
-        if !*lock.lock().unwrap_or_else(|e| e.into_inner()) {
-            return None;
-        }
-        self.run.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|r| r.spec.clone())
-    }
-
-    /// Block until no job runs.
-    pub(crate) fn wait(&self) {
-        let (lock, cvar) = &*self.running;
-        let mut running = lock.lock().unwrap_or_else(|e| e.into_inner());
-        while *running {
-            running = cvar.wait(running).unwrap_or_else(|e| e.into_inner());
-        }
+        _ => cluster.install_fault(spec),
     }
 }
 
 /// Start a churn job of `steps` steps, `interval_ms` apart (replacing a running one).
-pub(crate) fn start(cluster: &Arc<Cluster>, steps: u64, interval_ms: u64) {
-    let control = &cluster.churn;
-    control.stop();
-    let stop = Arc::new(AtomicBool::new(false));
-    control.steps.store(0, Ordering::SeqCst);
-    {
-        let (lock, _) = &*control.running;
-        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
-    }
-    let (c, stop2) = (cluster.clone(), stop.clone());
-    let (counter, running) = (control.steps.clone(), control.running.clone());
-    let thread = std::thread::Builder::new().name("fb-devcluster-churn".into()).spawn(move || {
+fn start(cluster: &Arc<Cluster>, steps: u64, interval_ms: u64) {
+    let c = cluster.clone();
+    cluster.churn.start(format!("churn:{steps}:{interval_ms}"), steps, interval_ms, move || {
         let mut churner = Churner::new(c);
-        for _ in 0..steps {
-            if stop2.load(Ordering::SeqCst) {
-                break;
-            }
-            match churner.step() {
-                Ok(true) => {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                }
-                Ok(false) => break,
-                Err(e) => {
-                    eprintln!("fb-devcluster: churn stopped: {e}");
-                    break;
-                }
-            }
-            if interval_ms > 0 {
-                std::thread::sleep(Duration::from_millis(interval_ms));
-            }
-        }
-        let (lock, cvar) = &*running;
-        *lock.lock().unwrap_or_else(|e| e.into_inner()) = false;
-        cvar.notify_all();
+        move || churner.step()
     });
-    match thread {
-        Ok(t) => {
-            *control.run.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some(Run { stop, spec: format!("churn:{steps}:{interval_ms}"), thread: Some(t) });
-        }
-        Err(e) => {
-            eprintln!("fb-devcluster: cannot start churn: {e}");
-            let (lock, cvar) = &*control.running;
-            *lock.lock().unwrap_or_else(|e| e.into_inner()) = false;
-            cvar.notify_all();
-        }
-    }
 }
 
 /// Read a file of node `node` whole (for the small files churn rewrites).

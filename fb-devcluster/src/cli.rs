@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 
-use crate::{ClusterConfig, Dataframes, FaultSpec, TlsFiles};
+use crate::config::{ActiveQuery, ClusterConfig, Dataframes, ReadToken};
+use crate::fault::FaultSpec;
+use crate::tls::TlsFiles;
 
 /// The fault grammar and examples, shown after the options.
 pub const AFTER_HELP: &str = "\
@@ -92,7 +94,7 @@ pub struct Cli {
     /// served, other indexes and admin routes (/info, /queries, POST /schema, restores)
     /// answer 403 like upstream.
     #[arg(long, value_name = "TOKEN=INDEX[,INDEX...]")]
-    pub read_token: Vec<crate::ReadToken>,
+    pub read_token: Vec<ReadToken>,
     /// Treat TOKEN as well-formed but expired (repeatable): 403 (401 on internal routes)
     /// "authenticating: token is expired: ...", like upstream when the refresh fails.
     #[arg(long, value_name = "TOKEN")]
@@ -107,7 +109,7 @@ pub struct Cli {
     /// 'users=Delete(Row(color="red"))'. Also POST /_fbkit/query?index=INDEX with the PQL as
     /// the body, DELETE /_fbkit/query to clear.
     #[arg(long, value_name = "INDEX=PQL")]
-    pub active_query: Vec<crate::ActiveQuery>,
+    pub active_query: Vec<ActiveQuery>,
     /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
     #[arg(long, value_name = "PEM", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,

@@ -1,18 +1,19 @@
-//! The running cluster: its nodes, topology, schema and fault table, and the loop that
-//! serves one node (accepting connections, going down and coming back for `down` faults).
+//! The running cluster's shared state: its nodes, topology, settings, schema, fault table,
+//! the queries it reports and the state `/status` derives from them. No I/O beyond the
+//! nodes' stores; serving is `server`'s, answering `http`'s, the churn job `churn`'s.
+//!
+//! Layer: cluster, above the leaves (`config`, `fault`, `schema_doc`, `store`,
+//! `churn_control`); imports no `churn`, `http` or `server`.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use fb_core::topology::{ClusterStatus, Node, NodeUri, Placement};
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 
+use crate::churn_control::ChurnControl;
+use crate::config::{ActiveQuery, ReadToken};
 use crate::fault::{FaultKind, FaultSpec, FaultSpecError, FaultTable};
 use crate::schema_doc::SchemaDoc;
 use crate::store::NodeStore;
@@ -42,7 +43,8 @@ pub(crate) struct Listening {
 }
 
 impl Listening {
-    fn set(&self, on: bool) {
+    /// Record whether the node's port is open (the node's serving loop calls this).
+    pub(crate) fn set(&self, on: bool) {
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = on;
         self.changed.notify_all();
     }
@@ -67,7 +69,7 @@ pub(crate) struct Settings {
     pub scheme: &'static str,
     pub cluster_name: String,
     pub auth_token: Option<String>,
-    pub read_tokens: Vec<crate::ReadToken>,
+    pub read_tokens: Vec<ReadToken>,
     pub expired_tokens: Vec<String>,
     pub dataframes_enabled: bool,
     pub reset_schema_timestamps: bool,
@@ -112,7 +114,7 @@ pub(crate) struct Cluster {
     faults: Mutex<FaultTable>,
     /// Bumped on every fault change; hanging requests and node loops wait on it.
     pub fault_gen: watch::Sender<u64>,
-    pub churn: crate::churn::ChurnControl,
+    pub churn: ChurnControl,
     /// Queries reported as running by `GET /queries`.
     pub queries: Mutex<Vec<RunningQuery>>,
 }
@@ -141,13 +143,11 @@ impl Cluster {
         self.schema.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Install a fault; churn starts its background job.
-    pub(crate) fn add_fault(self: &Arc<Self>, spec: FaultSpec) -> Result<(), FaultSpecError> {
+    /// Put a fault in the fault table. Churn is no table entry but a job, which
+    /// `churn::add_fault` starts; that function is the one to install any fault with.
+    pub(crate) fn install_fault(&self, spec: FaultSpec) -> Result<(), FaultSpecError> {
         spec.check_node(self.nodes.len())?;
-        if let FaultKind::Churn { steps, interval_ms } = spec.kind {
-            crate::churn::start(self, steps, interval_ms);
-            return Ok(());
-        }
+        debug_assert!(!matches!(spec.kind, FaultKind::Churn { .. }), "churn is started by churn::add_fault");
         self.faults().add(spec);
         self.faults_changed();
         Ok(())
@@ -197,7 +197,7 @@ impl Cluster {
     }
 
     /// Report a query as running on `node` (`None`: every node) from now on.
-    pub(crate) fn add_query(&self, node: Option<usize>, q: crate::ActiveQuery) {
+    pub(crate) fn add_query(&self, node: Option<usize>, q: ActiveQuery) {
         let mut list = self.queries.lock().unwrap_or_else(|e| e.into_inner());
         list.push(RunningQuery { node, index: q.index, pql: q.pql, started: Instant::now() });
     }
@@ -303,120 +303,4 @@ impl Cluster {
         }
         Ok(())
     }
-}
-
-/// Bind node `i`'s port on 127.0.0.1.
-pub(crate) async fn bind(port: u16) -> std::io::Result<TcpListener> {
-    TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await
-}
-
-/// Serve node `i` until `shutdown` turns true. While the node is down its port is closed and
-/// its connections are dropped; when it comes back it binds the same port again.
-pub(crate) async fn run_node(
-    cluster: Arc<Cluster>,
-    i: usize,
-    first: TcpListener,
-    tls: Option<TlsAcceptor>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut listener = Some(first);
-    let mut faults = cluster.fault_gen.subscribe();
-    loop {
-        if *shutdown.borrow() {
-            return;
-        }
-        if cluster.nodes[i].down.load(Ordering::SeqCst) {
-            listener = None;
-            cluster.nodes[i].listening.set(false);
-            tokio::select! {
-                _ = faults.changed() => continue,
-                _ = shutdown.changed() => return,
-            }
-        }
-        let l = match listener.take() {
-            Some(l) => l,
-            None => match bind(cluster.nodes[i].port).await {
-                Ok(l) => l,
-                Err(e) => {
-                    eprintln!("fb-devcluster: node {i}: cannot listen on port {} again: {e}", cluster.nodes[i].port);
-                    tokio::select! {
-                        _ = faults.changed() => continue,
-                        _ = shutdown.changed() => return,
-                    }
-                }
-            },
-        };
-        cluster.nodes[i].listening.set(true);
-        // Connections accepted in this listening period; told to stop when the node goes down.
-        let (stop_conns, conns_stop) = watch::channel(false);
-        loop {
-            tokio::select! {
-                accepted = l.accept() => {
-                    if let Ok((stream, _)) = accepted {
-                        let _ = stream.set_nodelay(true);
-                        let c = cluster.clone();
-                        let stop = conns_stop.clone();
-                        let tls = tls.clone();
-                        tokio::spawn(async move { serve_connection(c, i, stream, tls, stop).await });
-                    }
-                }
-                _ = faults.changed() => {
-                    if cluster.nodes[i].down.load(Ordering::SeqCst) {
-                        let _ = stop_conns.send(true);
-                        drop(l);
-                        cluster.nodes[i].listening.set(false);
-                        break;
-                    }
-                }
-                _ = shutdown.changed() => {
-                    let _ = stop_conns.send(true);
-                    cluster.nodes[i].listening.set(false);
-                    return;
-                }
-            }
-        }
-    }
-}
-
-async fn serve_connection(
-    cluster: Arc<Cluster>,
-    i: usize,
-    stream: TcpStream,
-    tls: Option<TlsAcceptor>,
-    stop: watch::Receiver<bool>,
-) {
-    match tls {
-        Some(acceptor) => {
-            let mut stop_hs = stop.clone();
-            let stream = tokio::select! {
-                s = acceptor.accept(stream) => match s {
-                    Ok(s) => s,
-                    Err(_) => return,
-                },
-                _ = stop_hs.changed() => return,
-            };
-            serve_http(cluster, i, TokioIo::new(stream), stop).await
-        }
-        None => serve_http(cluster, i, TokioIo::new(stream), stop).await,
-    }
-}
-
-async fn serve_http<IO>(cluster: Arc<Cluster>, i: usize, io: IO, mut stop: watch::Receiver<bool>)
-where
-    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let svc = service_fn(move |req| {
-        let c = cluster.clone();
-        async move { crate::http::handle(c, i, req).await }
-    });
-    let conn = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(io, svc);
-    let mut conn = std::pin::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => return,
-        _ = stop.changed() => {}
-    }
-    // Down or shutting down: let an answer in progress finish (bodies of a down node fail
-    // on their own, hanging requests give up), then close.
-    conn.as_mut().graceful_shutdown();
-    let _ = conn.await;
 }

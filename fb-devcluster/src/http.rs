@@ -839,7 +839,7 @@ async fn query_control(
             if pql.is_empty() {
                 return Ok(text(StatusCode::BAD_REQUEST, "the body must be a PQL query"));
             }
-            cluster.add_query(on, crate::ActiveQuery { index: index.to_string(), pql });
+            cluster.add_query(on, crate::config::ActiveQuery { index: index.to_string(), pql });
             Ok(text(StatusCode::OK, "OK"))
         }
     }
@@ -978,7 +978,7 @@ async fn control(cluster: &Arc<Cluster>, req: Request<Incoming>) -> io::Result<R
                 Ok(spec) => spec,
                 Err(e) => return Ok(text(StatusCode::BAD_REQUEST, &e)),
             };
-            match cluster.add_fault(spec) {
+            match crate::churn::add_fault(cluster, spec) {
                 Ok(()) => {
                     settle(cluster).await;
                     Ok(text(StatusCode::OK, "OK"))
@@ -1069,7 +1069,7 @@ fn check_auth(
 /// The permission check of `chkAuthZ` for a non-admin token (upstream
 /// `GroupPermissions.GetPermissions`, authz/authorization.go).
 fn check_permission(
-    token: &crate::ReadToken,
+    token: &crate::config::ReadToken,
     k: usize,
     perm: Perm,
     index: Option<&str>,
