@@ -1,5 +1,7 @@
 //! Response bodies: whole buffers, files streamed in fixed-size pieces, and the wrapper
 //! that applies `cut` and `slow` faults and drops the body when its node goes down.
+//!
+//! Layer: leaf (imports no other module of this crate).
 
 use std::future::Future;
 use std::io;

@@ -1,5 +1,8 @@
 //! The command line of the fb-devcluster binary; in the library so that the man page and
 //! completions are generated from the same definition (`cargo xtask man`).
+//!
+//! Layer: leaf (imports only `config`, `fault` and `tls`); the crate root imports it for
+//! `cli_command`.
 
 use std::path::PathBuf;
 

@@ -14,6 +14,8 @@
 //! | `churn[:STEPS[:INTERVAL_MS]]` | the cluster keeps adding keys, ID allocations and shard bits (whole cluster, no NODE) |
 //!
 //! The control routes (`/_fbkit/fault`) are exempt from every fault except `down`.
+//!
+//! Layer: leaf (imports no other module of this crate).
 
 use std::fmt;
 use std::str::FromStr;

@@ -18,6 +18,20 @@
 //! cluster.clear_faults();
 //! # Ok::<(), anyhow::Error>(())
 //! ```
+//!
+//! # Modules, bottom up
+//!
+//! Each module imports only modules listed before it:
+//!
+//! - leaves: `fault`, `store`, `body`, `schema_doc`, `tls`, `placeholder` (the empty files
+//!   upstream serves) and `churn_control`; built on them, `config` (this crate's
+//!   [`ClusterConfig`]), `demo` and `seed` (the two data sets), [`data`] (the demo and
+//!   placeholder items at their old paths) and [`cli`];
+//! - `cluster`: the shared state: nodes, placement, settings, schema, fault table, queries;
+//! - `churn`: the churn job, and `churn::add_fault`, the way every fault is installed;
+//! - `http`: the API, routed in `http` and answered by its submodules;
+//! - `server`: each node's accept loop, handing connections to `http`;
+//! - this crate root: [`spawn`] and [`RunningCluster`].
 
 mod body;
 mod churn;

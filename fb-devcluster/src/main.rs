@@ -1,4 +1,6 @@
 //! fb-devcluster: run a FeatureBase-compatible test cluster on loopback until interrupted.
+//!
+//! Layer: the binary, above the library; it uses only its public API (`cli`, `spawn`).
 
 use std::io::Write;
 

@@ -1,6 +1,8 @@
 //! The cluster schema as FeatureBase encodes it: `IndexInfo` and `FieldInfo` objects with
 //! upstream's key order, and field options written per field type (the server encodes only
 //! the options that belong to the type).
+//!
+//! Layer: leaf (imports no other module of this crate).
 
 use serde_json::{json, Map, Value};
 

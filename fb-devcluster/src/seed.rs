@@ -7,6 +7,8 @@
 //! restore copies them everywhere; the primary serves them). The schema is applied as
 //! stored, timestamps included. Upstream's placeholder dataframes (a body of "Dataframe is
 //! disabled" that `featurebase backup` writes when dataframes are off) are skipped.
+//!
+//! Layer: leaf (imports only `schema_doc` and `store`, which are leaves too).
 
 use std::fs;
 use std::io;

@@ -4,6 +4,8 @@
 //!
 //! Every file is replaced atomically (a temporary file in the same directory, then a
 //! rename), so a reader that opened the old file keeps reading a whole old file.
+//!
+//! Layer: leaf (imports no other module of this crate).
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};

@@ -1,5 +1,7 @@
 //! TLS for the cluster's listeners: rustls with the ring provider, optionally requiring
 //! client certificates signed by a given CA (mTLS).
+//!
+//! Layer: leaf (imports no other module of this crate).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
