@@ -12,14 +12,14 @@
 //! owner's copy is read from the start and its first bytes must hash to exactly what was
 //! written before the rest is appended; otherwise the export fails.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, Semaphore};
 
@@ -29,7 +29,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::events::Event;
 use crate::format::{declared_len, DECLARED_LEN_PREFIX};
 use crate::layout::{EntryKind, EntryPath, MANIFEST_NAME, PARTITION_N};
-use crate::manifest::{Manifest, ManifestEntry};
+use crate::manifest::{Manifest, ManifestEntry, SourceInfo};
 use crate::preflight;
 use crate::schema::Schema;
 use crate::topology::{ClusterStatus, Node};
@@ -82,168 +82,214 @@ pub struct Plan {
     pub schema_bytes: Vec<u8>,
     /// Every other entry, in archive order.
     pub entries: Vec<PlannedEntry>,
-    /// The manifest's `source` object.
-    pub source: Map<String, Value>,
+    /// The manifest's `source`.
+    pub source: SourceInfo,
     /// Bytes the cluster reports on disk divided by the replica count: an estimate of the
     /// archive size for progress (never used for correctness).
     pub estimated_bytes: Option<u64>,
 }
 
-/// Read status, schema, shard lists and owners, and lay out the archive: schema; per index
-/// its shards (each followed by its dataframe), then its key partitions and field key stores
-/// (key translation after the data it covers); then idalloc (after all data, so every ID the
-/// data uses is committed in the allocator state that is restored: no ID is handed out twice).
+/// Read status, schema, shard lists and owners, and lay out the archive (see [`layout`]).
+/// Refused before anything is fetched: a cluster that does not serve its schema, a token
+/// without admin rights, key translation the cluster does not serve, a running `Delete`.
 pub async fn plan(client: &ClusterClient, opts: &ExportOptions) -> Result<Plan> {
     let status = client.status().await?;
-    if status.nodes.is_empty() {
-        return Err(Error::protocol("/status lists no nodes"));
-    }
-    // Outside NORMAL and DEGRADED, FeatureBase answers GET /schema with no index at all: a
-    // backup then would be empty and look complete.
-    if status.state != "NORMAL" && status.state != "DEGRADED" {
-        return Err(Error::unavailable(format!(
-            "{}: FeatureBase does not serve the schema in that state; bring the nodes back and run the export again",
-            preflight::describe_state(&status)
-        )));
-    }
+    check_serves_schema(&status)?;
     let info = preflight::require_admin(client).await?;
-    let entry_node = &client.entry_node().clone();
-    let schema_json: Value = client.get_json(entry_node, "/schema").await?;
-    let mut schema = Schema::from_value(schema_json)?;
-    if !opts.indexes.is_empty() {
-        let known: Vec<&str> = schema.indexes.iter().map(|i| i.name.as_str()).collect();
-        for want in &opts.indexes {
-            if !known.contains(&want.as_str()) {
-                return Err(Error::usage(format!(
-                    "--index {want:?}: no such index in the cluster (it has: {})",
-                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
-                )));
-            }
-        }
-        schema = schema.select(&opts.indexes);
-    }
-    // Upstream's backup walks indexes and keyed fields in name order; so do we, whatever order
-    // the server listed them in, so that the archive order is a function of the content.
-    schema.indexes.sort_by(|a, b| a.name.cmp(&b.name));
-    for index in &mut schema.indexes {
-        index.fields.sort_by(|a, b| a.name.cmp(&b.name));
-    }
+    let schema = selected_schema(client, opts).await?;
     // Key translation is served only while the cluster is NORMAL; a backup without it would
     // leave keyed columns and rows without their keys.
     if status.state != "NORMAL" && schema.indexes.iter().any(|i| i.keys || i.fields.iter().any(|f| f.keys)) {
         return Err(preflight::key_translation_refused(&status, "cannot back up the key translation"));
     }
     preflight::refuse_active_deletes(client, &status, "before the export").await?;
+    let owners = Owners::discover(client, &schema).await?;
+    let entries = layout(&schema, &owners, &status);
+    let source = describe_source(client, &status, &info, &owners, opts, &schema).await;
+    let estimated_bytes = estimate_bytes(client, &status.nodes, owners.replicas).await;
+    Ok(Plan { status, schema_bytes: schema.backup_bytes(), entries, source, estimated_bytes })
+}
+
+/// A cluster with nodes, in a state that serves its schema: outside NORMAL and DEGRADED,
+/// FeatureBase answers `GET /schema` with no index at all, and a backup would be empty and
+/// look complete.
+fn check_serves_schema(status: &ClusterStatus) -> Result<()> {
+    if status.nodes.is_empty() {
+        return Err(Error::protocol("/status lists no nodes"));
+    }
+    if status.state != "NORMAL" && status.state != "DEGRADED" {
+        return Err(Error::unavailable(format!(
+            "{}: FeatureBase does not serve the schema in that state; bring the nodes back and run the export again",
+            preflight::describe_state(status)
+        )));
+    }
+    Ok(())
+}
+
+/// The schema to back up: the cluster's, limited to `--index` (each must exist), indexes and
+/// fields in name order as upstream's backup walks them, so that the archive order is a
+/// function of the content whatever order the server listed them in.
+async fn selected_schema(client: &ClusterClient, opts: &ExportOptions) -> Result<Schema> {
+    let schema_json: Value = client.get_json(client.entry_node(), "/schema").await?;
+    let mut schema = Schema::from_value(schema_json)?;
+    if !opts.indexes.is_empty() {
+        let known: Vec<&str> = schema.indexes.iter().map(|i| i.name.as_str()).collect();
+        if let Some(want) = opts.indexes.iter().find(|w| !known.contains(&w.as_str())) {
+            return Err(Error::usage(format!(
+                "--index {want:?}: no such index in the cluster (it has: {})",
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            )));
+        }
+        schema = schema.select(&opts.indexes);
+    }
+    schema.indexes.sort_by(|a, b| a.name.cmp(&b.name));
+    for index in &mut schema.indexes {
+        index.fields.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+    Ok(schema)
+}
+
+/// Who holds what, as the cluster says: the owners of every key partition (when an index is
+/// keyed) and of every shard the cluster lists for each index.
+#[derive(Debug, Clone, Default)]
+pub struct Owners {
+    /// Owners of key partition `p` at index `p` (empty when no index is keyed).
+    pub partitions: Vec<Vec<Node>>,
+    /// Per index, its shards in order with their owners, primary owner first.
+    pub shards: BTreeMap<String, Vec<(u64, Vec<Node>)>>,
+    /// The most owners any shard has.
+    pub replicas: usize,
+}
+
+impl Owners {
+    /// Ask the entry node (`--concurrency` × 4 requests at once); every node named becomes a
+    /// node the token may go to.
+    async fn discover(client: &ClusterClient, schema: &Schema) -> Result<Owners> {
+        let entry_node = client.entry_node();
+        let concurrency = client.options().concurrency.max(1) * 4;
+        let ask = |paths: Vec<String>| async move {
+            futures_util::stream::iter(paths)
+                .map(|path| async move { client.get_json::<Vec<Node>>(entry_node, &path).await })
+                .buffered(concurrency)
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<Result<Vec<Vec<Node>>>>()
+        };
+        let mut owners = Owners { replicas: 1, ..Owners::default() };
+        if schema.indexes.iter().any(|i| i.keys) {
+            owners.partitions =
+                ask((0..PARTITION_N).map(|p| format!("/internal/partition/nodes?partition={p}")).collect()).await?;
+            owners.partitions.iter().for_each(|o| client.trust_nodes(o));
+        }
+        for index in &schema.indexes {
+            let name = &index.name;
+            #[derive(serde::Deserialize)]
+            struct Shards {
+                shards: Option<Vec<u64>>,
+            }
+            let listed: Shards = client.get_json(entry_node, &format!("/internal/index/{name}/shards")).await?;
+            let shards: BTreeSet<u64> = listed.shards.unwrap_or_default().into_iter().collect();
+            let lists =
+                ask(shards.iter().map(|s| format!("/internal/fragment/nodes?index={name}&shard={s}")).collect())
+                    .await?;
+            let mut per_shard = Vec::new();
+            for (shard, nodes) in shards.into_iter().zip(lists) {
+                if nodes.is_empty() {
+                    return Err(Error::protocol(format!(
+                        "the cluster names no owner for index {name:?} shard {shard}"
+                    )));
+                }
+                owners.replicas = owners.replicas.max(nodes.len());
+                client.trust_nodes(&nodes);
+                per_shard.push((shard, nodes));
+            }
+            owners.shards.insert(name.clone(), per_shard);
+        }
+        Ok(owners)
+    }
+}
+
+/// The archive's entries after the schema, in order: per index its shards (each followed by
+/// its dataframe), then its key partitions and field key stores (key translation after the
+/// data it covers); then idalloc (after all data, so every ID the data uses is committed in
+/// the allocator state that is restored: no ID is handed out twice). Every entry but a
+/// dataframe must be there (contract §5).
+pub fn layout(schema: &Schema, owners: &Owners, status: &ClusterStatus) -> Vec<PlannedEntry> {
     let primary = status.nodes.iter().find(|n| n.is_primary).cloned().unwrap_or_else(|| status.nodes[0].clone());
-    let concurrency = client.options().concurrency.max(1) * 4;
     let mut entries = Vec::new();
-    let mut replicas = 1;
-    let partition_owners: Vec<Vec<Node>> = if schema.indexes.iter().any(|i| i.keys) {
-        futures_util::stream::iter(0..PARTITION_N)
-            .map(|p| async move {
-                client.get_json::<Vec<Node>>(entry_node, &format!("/internal/partition/nodes?partition={p}")).await
-            })
-            .buffered(concurrency)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<_>>()?
-    } else {
-        Vec::new()
+    let mut push = |path: EntryPath, owners: Vec<Node>, request: String, optional: bool| {
+        entries.push(PlannedEntry { path, owners, request, optional })
     };
     for index in &schema.indexes {
         let name = &index.name;
-        #[derive(serde::Deserialize)]
-        struct Shards {
-            shards: Option<Vec<u64>>,
-        }
-        let shards: Shards = client.get_json(entry_node, &format!("/internal/index/{name}/shards")).await?;
-        let shards: BTreeSet<u64> = shards.shards.unwrap_or_default().into_iter().collect();
-        let owners: Vec<Vec<Node>> = futures_util::stream::iter(shards.iter().copied())
-            .map(|s| async move {
-                client
-                    .get_json::<Vec<Node>>(entry_node, &format!("/internal/fragment/nodes?index={name}&shard={s}"))
-                    .await
-            })
-            .buffered(concurrency)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<_>>()?;
-        for (shard, owners) in shards.iter().zip(owners) {
-            if owners.is_empty() {
-                return Err(Error::protocol(format!("the cluster names no owner for index {name:?} shard {shard}")));
-            }
-            replicas = replicas.max(owners.len());
-            client.trust_nodes(&owners);
-            entries.push(PlannedEntry {
-                path: EntryPath::Shard { index: name.clone(), shard: *shard },
-                owners: owners.clone(),
-                request: format!("/internal/index/{name}/shard/{shard}/snapshot"),
-                optional: false,
-            });
-            entries.push(PlannedEntry {
-                path: EntryPath::Dataframe { index: name.clone(), shard: *shard },
-                owners,
-                request: format!("/index/{name}/dataframe/{shard}"),
-                optional: true,
-            });
+        for (shard, nodes) in owners.shards.get(name).into_iter().flatten() {
+            let shard = *shard;
+            push(
+                EntryPath::Shard { index: name.clone(), shard },
+                nodes.clone(),
+                format!("/internal/index/{name}/shard/{shard}/snapshot"),
+                false,
+            );
+            push(
+                EntryPath::Dataframe { index: name.clone(), shard },
+                nodes.clone(),
+                format!("/index/{name}/dataframe/{shard}"),
+                true,
+            );
         }
         if index.keys {
-            for (p, owners) in partition_owners.iter().enumerate() {
-                client.trust_nodes(owners);
-                entries.push(PlannedEntry {
-                    path: EntryPath::IndexKeys { index: name.clone(), partition: p as u32 },
-                    owners: owners.clone(),
-                    request: format!("/internal/translate/data?index={name}&partition={p}"),
-                    optional: false,
-                });
+            for (p, nodes) in owners.partitions.iter().enumerate() {
+                push(
+                    EntryPath::IndexKeys { index: name.clone(), partition: p as u32 },
+                    nodes.clone(),
+                    format!("/internal/translate/data?index={name}&partition={p}"),
+                    false,
+                );
             }
         }
         for field in index.fields.iter().filter(|f| f.keys) {
             // Field key stores live on the primary; restore copies them to every node.
-            let mut owners = vec![primary.clone()];
-            owners.extend(status.nodes.iter().filter(|n| n.id != primary.id).cloned());
-            entries.push(PlannedEntry {
-                path: EntryPath::FieldKeys { index: name.clone(), field: field.name.clone() },
-                owners,
-                request: format!("/internal/translate/data?index={name}&field={}", field.name),
-                optional: false,
-            });
+            let mut nodes = vec![primary.clone()];
+            nodes.extend(status.nodes.iter().filter(|n| n.id != primary.id).cloned());
+            push(
+                EntryPath::FieldKeys { index: name.clone(), field: field.name.clone() },
+                nodes,
+                format!("/internal/translate/data?index={name}&field={}", field.name),
+                false,
+            );
         }
     }
-    entries.push(PlannedEntry {
-        path: EntryPath::Idalloc,
-        owners: vec![primary.clone()],
-        request: "/internal/idalloc/data".into(),
-        optional: false,
-    });
+    push(EntryPath::Idalloc, vec![primary], "/internal/idalloc/data".into(), false);
+    entries
+}
 
-    let mut source = Map::new();
-    source.insert("host".into(), client.options().host.clone().into());
-    if !status.cluster_name.is_empty() {
-        source.insert("cluster_name".into(), status.cluster_name.clone().into());
-    }
-    source.insert("nodes".into(), status.nodes.len().into());
-    // The replica count as the cluster is configured (`/info`), not as observed: a shard
-    // whose other owners are down still has that many copies.
-    source.insert("replicas".into(), info.replica_n.filter(|&n| n > 0).unwrap_or(replicas).into());
-    if let Ok(Fetched::Found(resp)) = client.get(entry_node, "/version", "application/json").await {
+/// The manifest's `source` (contract §2).
+async fn describe_source(
+    client: &ClusterClient,
+    status: &ClusterStatus,
+    info: &preflight::ServerInfo,
+    owners: &Owners,
+    opts: &ExportOptions,
+    schema: &Schema,
+) -> SourceInfo {
+    let mut version = None;
+    if let Ok(Fetched::Found(resp)) = client.get(client.entry_node(), "/version", "application/json").await {
         let v: Option<Value> = resp.bytes().await.ok().and_then(|b| serde_json::from_slice(&b).ok());
-        if let Some(version) = v.as_ref().and_then(|v| v.get("version")).and_then(Value::as_str) {
-            if !version.is_empty() {
-                source.insert("featurebase_version".into(), version.into());
-            }
-        }
+        version = v.as_ref().and_then(|v| v.get("version")).and_then(Value::as_str).map(str::to_string);
     }
-    if !opts.indexes.is_empty() {
-        source.insert("indexes".into(), schema.indexes.iter().map(|i| Value::from(i.name.clone())).collect());
+    SourceInfo {
+        host: client.options().host.clone(),
+        cluster_name: Some(status.cluster_name.clone()).filter(|n| !n.is_empty()),
+        nodes: status.nodes.len(),
+        // The replica count as the cluster is configured (`/info`), not as observed: a
+        // shard whose other owners are down still has that many copies.
+        replicas: info.replica_n.filter(|&n| n > 0).unwrap_or(owners.replicas),
+        featurebase_version: version.filter(|v| !v.is_empty()),
+        indexes: (!opts.indexes.is_empty()).then(|| schema.indexes.iter().map(|i| i.name.clone()).collect()),
+        source_date_epoch: opts.source_date_epoch,
+        dataframes_disabled: false,
     }
-    if let Some(epoch) = opts.source_date_epoch {
-        source.insert("source_date_epoch".into(), epoch.into());
-    }
-    let estimated_bytes = estimate_bytes(client, &status.nodes, replicas).await;
-    Ok(Plan { status, schema_bytes: schema.backup_bytes(), entries, source, estimated_bytes })
 }
 
 /// Sum of `/internal/disk-usage` over the nodes, divided by the replica count; `None` when a
@@ -358,7 +404,7 @@ pub async fn export<W: Write + Send + 'static>(
         let e = entry.clone();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         tasks.push(tokio::spawn(async move {
-            fetch_entry(&c, &e, &tx, &Arc::new(Semaphore::new(BYTES_PER_FILE / BUDGET_UNIT))).await;
+            fetch_entry(&c, &e, &tx, Arc::new(Semaphore::new(BYTES_PER_FILE / BUDGET_UNIT))).await;
             drop(permit);
             let _ = done_tx.send(());
         }));
@@ -415,7 +461,7 @@ fn write_archive<W: Write>(
     out: W,
     mtime: u64,
     schema_bytes: Vec<u8>,
-    mut source: Map<String, Value>,
+    mut source: SourceInfo,
     mut order_rx: mpsc::Receiver<(PlannedEntry, mpsc::Receiver<Piece>)>,
     verdict: std::sync::mpsc::Receiver<Result<()>>,
     events: crate::events::Events,
@@ -500,11 +546,9 @@ fn write_archive<W: Write>(
         }
     }
     verdict.recv().map_err(|_| Error::internal("no verdict on the cluster before the manifest"))??;
-    if dataframes_disabled {
-        source.insert("dataframes".into(), "disabled".into());
-    }
+    source.dataframes_disabled = dataframes_disabled;
     let files = entries.len() as u64;
-    let manifest = Manifest::new(source, entries);
+    let manifest = Manifest::new(source.to_map(), entries);
     tar.append(MANIFEST_NAME, &manifest.to_bytes()).map_err(|e| out_err(MANIFEST_NAME, e))?;
     let out = tar.finish().map_err(|e| out_err("end of archive", e))?;
     Ok((out, files, bytes, manifest))
@@ -516,6 +560,18 @@ struct OwnerFailure {
     next: bool,
     /// The owner answered 404.
     not_found: bool,
+}
+
+impl OwnerFailure {
+    /// This owner failed; the next may serve the file.
+    fn next(error: Error) -> OwnerFailure {
+        OwnerFailure { error, next: true, not_found: false }
+    }
+
+    /// No other owner can mend this.
+    fn last(error: Error) -> OwnerFailure {
+        OwnerFailure { error, next: false, not_found: false }
+    }
 }
 
 /// How one round over a file's owners ended without the file.
@@ -531,294 +587,361 @@ struct RoundFailure {
     tried: Vec<String>,
 }
 
-/// Fetch one file, failing over between its owners, and send it to the writer. When no owner
-/// could serve it, the cluster's `/status` decides what follows: while an owner is still
-/// listed as up (a node that just died or froze, before the cluster noticed), or while key
-/// translation is refused because the cluster is not NORMAL (a frozen node may come back),
-/// the owners are asked again until `--retry-period` runs out; then key translation fails
-/// with a message naming the state and the nodes down.
-async fn fetch_entry(client: &ClusterClient, entry: &PlannedEntry, tx: &mpsc::Sender<Piece>, budget: &Arc<Semaphore>) {
-    let name = entry.path.to_string();
-    let started = Instant::now();
-    let mut begun: Option<u64> = None;
-    let mut written = 0u64;
-    for round in 1u32.. {
-        let failure = match fetch_round(client, entry, tx, budget, &mut begun, &mut written).await {
-            Ok(()) => return,
-            Err(Ok(fatal)) => {
-                let _ = tx.send(Piece::Failed(fatal)).await;
-                return;
-            }
-            Err(Err(f)) => f,
-        };
-        let what = if failure.all_not_found { "no owner has it" } else { "no owner could serve it" };
-        let give_up = |failure: RoundFailure, note: String| {
-            Error::unavailable(format!("{name}: {what}; tried {}{note}", failure.tried.join(", ")))
-                .with_source(failure.error)
-        };
-        let status = match client.status().await {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = tx.send(Piece::Failed(give_up(failure, format!("; /status: {}", e.chain())))).await;
-                return;
-            }
-        };
-        // Key translation while the cluster is not NORMAL: refused until the node is back.
-        let refused_by_state = status.state != "NORMAL" && entry.path.is_keys();
-        let owner_listed_up =
-            entry.owners.iter().any(|o| status.nodes.iter().any(|n| n.id == o.id && n.state == "STARTED"));
-        let pause = crate::client::backoff(round);
-        // A 404 from owners that are up is an answer, not an outage: asked once more (the
-        // state may have changed between the answers and /status), then final.
-        let again = (owner_listed_up || refused_by_state)
-            && failure.all_unavailable
-            && !(failure.all_not_found && round >= 2)
-            && started.elapsed() + pause < client.options().retry_period;
-        if !again && refused_by_state {
-            let e = preflight::key_translation_refused(&status, &name).with_source(failure.error);
-            let _ = tx.send(Piece::Failed(e)).await;
-            return;
-        }
-        if !again {
-            let note = if status.state == "NORMAL" {
-                String::new()
-            } else {
-                format!(" ({})", preflight::describe_state(&status))
+/// An answer whose first bytes told the file's length.
+struct Opened {
+    body: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    prefix: Vec<u8>,
+    ended: bool,
+    size: u64,
+}
+
+/// One file on its way from its owners to the writer. What was announced (`begun`) and
+/// written survives a failover: the next owner's copy must have the same length, and its
+/// first bytes must hash to what was written before the rest is appended.
+struct Transfer<'a> {
+    client: &'a ClusterClient,
+    entry: &'a PlannedEntry,
+    name: String,
+    tx: &'a mpsc::Sender<Piece>,
+    budget: Arc<Semaphore>,
+    begun: Option<u64>,
+    written: u64,
+}
+
+/// Fetch one file, failing over between its owners, and send it to the writer.
+async fn fetch_entry(client: &ClusterClient, entry: &PlannedEntry, tx: &mpsc::Sender<Piece>, budget: Arc<Semaphore>) {
+    let transfer = Transfer { client, entry, name: entry.path.to_string(), tx, budget, begun: None, written: 0 };
+    transfer.run().await
+}
+
+impl Transfer<'_> {
+    /// Rounds over the owners. When no owner could serve the file, the cluster's `/status`
+    /// decides what follows: while an owner is still listed as up (a node that just died or
+    /// froze, before the cluster noticed), or while key translation is refused because the
+    /// cluster is not NORMAL (a frozen node may come back), the owners are asked again until
+    /// `--retry-period` runs out; then key translation fails with a message naming the
+    /// state and the nodes down.
+    async fn run(mut self) {
+        let started = Instant::now();
+        for round in 1u32.. {
+            let failure = match self.round().await {
+                Ok(()) => return,
+                Err(Ok(fatal)) => return self.fail(fatal).await,
+                Err(Err(f)) => f,
             };
-            let _ = tx.send(Piece::Failed(give_up(failure, note))).await;
-            return;
-        }
-        client.events().event(Event::Retry {
-            url: name.clone(),
-            attempt: round,
-            reason: format!("every owner failed, and the cluster still lists one as up: {}", failure.error.chain()),
-        });
-        tokio::time::sleep(pause).await;
-    }
-}
-
-/// Try each owner once. Ok: the file was sent whole. Err(Ok): a failure no other owner can
-/// mend (auth, the writer gone, a copy that differs from bytes already written). Err(Err):
-/// every owner failed.
-async fn fetch_round(
-    client: &ClusterClient,
-    entry: &PlannedEntry,
-    tx: &mpsc::Sender<Piece>,
-    budget: &Arc<Semaphore>,
-    begun: &mut Option<u64>,
-    written: &mut u64,
-) -> std::result::Result<(), std::result::Result<Error, RoundFailure>> {
-    let name = entry.path.to_string();
-    let mut tried = Vec::new();
-    let mut not_found = 0;
-    let mut all_unavailable = true;
-    let owners = client.prefer_live(&entry.owners);
-    let mut last = None;
-    for (i, node) in owners.iter().enumerate() {
-        tried.push(node.uri.authority());
-        let result = fetch_from(client, entry, node, begun, written, tx, budget).await;
-        let failure = match result {
-            Ok(Some(reason)) => {
-                let _ = tx.send(Piece::Absent(reason)).await;
-                return Ok(());
+            let status = match self.client.status().await {
+                Ok(s) => s,
+                Err(e) => return self.fail(self.give_up(failure, format!("; /status: {}", e.chain()))).await,
+            };
+            // Key translation while the cluster is not NORMAL: refused until the node is back.
+            let refused_by_state = status.state != "NORMAL" && self.entry.path.is_keys();
+            let owner_listed_up =
+                self.entry.owners.iter().any(|o| status.nodes.iter().any(|n| n.id == o.id && n.state == "STARTED"));
+            let pause = crate::client::backoff(round);
+            // A 404 from owners that are up is an answer, not an outage: asked once more (the
+            // state may have changed between the answers and /status), then final.
+            let again = (owner_listed_up || refused_by_state)
+                && failure.all_unavailable
+                && !(failure.all_not_found && round >= 2)
+                && started.elapsed() + pause < self.client.options().retry_period;
+            if !again {
+                let error = if refused_by_state {
+                    preflight::key_translation_refused(&status, &self.name).with_source(failure.error)
+                } else if status.state == "NORMAL" {
+                    self.give_up(failure, String::new())
+                } else {
+                    self.give_up(failure, format!(" ({})", preflight::describe_state(&status)))
+                };
+                return self.fail(error).await;
             }
-            Ok(None) => return Ok(()),
-            Err(f) => f,
-        };
-        not_found += usize::from(failure.not_found);
-        all_unavailable &= failure.error.kind() == ErrorKind::Unavailable;
-        if !failure.next || failure.error.kind() == ErrorKind::Auth {
-            return Err(Ok(failure.error));
+            self.client.events().event(Event::Retry {
+                url: self.name.clone(),
+                attempt: round,
+                reason: format!("every owner failed, and the cluster still lists one as up: {}", failure.error.chain()),
+            });
+            tokio::time::sleep(pause).await;
         }
-        client.events().event(Event::Failover {
-            entry: name.clone(),
-            from: node.uri.authority(),
-            to: owners.get(i + 1).map(|n| n.uri.authority()),
-            reason: failure.error.chain(),
-        });
-        last = Some(failure.error);
     }
-    match last {
-        Some(error) => {
-            Err(Err(RoundFailure { error, all_not_found: not_found == owners.len(), all_unavailable, tried }))
-        }
-        None => Err(Ok(Error::unavailable(format!("{name}: the cluster lists no owner")))),
-    }
-}
 
-/// Read the file from one node. Ok(None): sent completely. Ok(Some(reason)): the node
-/// proved there is no such file (dataframes only). Err: this node failed (maybe after sending
-/// part of the file), or answered 404 for a file that must exist.
-async fn fetch_from(
-    client: &ClusterClient,
-    entry: &PlannedEntry,
-    node: &Node,
-    begun: &mut Option<u64>,
-    written: &mut u64,
-    tx: &mpsc::Sender<Piece>,
-    budget: &Arc<Semaphore>,
-) -> std::result::Result<Option<AbsentReason>, OwnerFailure> {
-    let name = entry.path.to_string();
-    let at = node.uri.authority();
-    let fail = |error: Error| OwnerFailure { error, next: true, not_found: false };
-    let writer_gone = || OwnerFailure {
-        error: Error::io(format!("{name}: writer stopped"), std::io::Error::other("writer stopped")),
-        next: false,
-        not_found: false,
-    };
-    let kind = entry.path.kind();
-    let resp = match client.get(&node.uri, &entry.request, "application/octet-stream").await {
-        Ok(Fetched::Found(r)) => r,
-        // Only a dataframe can be absent, and only with the body of Go's file server for a
-        // missing file (upstream serves dataframes with http.ServeFile once the index was
-        // found); "Index I Not Found" is also how a refusing cluster state answers.
-        Ok(Fetched::NotFound(body)) if kind == EntryKind::Dataframe && body.trim() == "404 page not found" => {
-            return Ok(Some(AbsentReason::NotFound))
+    async fn fail(&self, error: Error) {
+        let _ = self.tx.send(Piece::Failed(error)).await;
+    }
+
+    fn give_up(&self, failure: RoundFailure, note: String) -> Error {
+        let what = if failure.all_not_found { "no owner has it" } else { "no owner could serve it" };
+        Error::unavailable(format!("{}: {what}; tried {}{note}", self.name, failure.tried.join(", ")))
+            .with_source(failure.error)
+    }
+
+    /// Try each owner once. Ok: the file was sent whole (or proved absent). Err(Ok): a
+    /// failure no other owner can mend (auth, the writer gone, a copy that differs from bytes
+    /// already written). Err(Err): every owner failed.
+    async fn round(&mut self) -> std::result::Result<(), std::result::Result<Error, RoundFailure>> {
+        let entry = self.entry;
+        let owners = self.client.prefer_live(&entry.owners);
+        let (mut tried, mut not_found, mut all_unavailable, mut last) = (Vec::new(), 0, true, None);
+        for (i, node) in owners.iter().enumerate() {
+            tried.push(node.uri.authority());
+            let failure = match self.read_from(node).await {
+                Ok(Some(reason)) => {
+                    let _ = self.tx.send(Piece::Absent(reason)).await;
+                    return Ok(());
+                }
+                Ok(None) => return Ok(()),
+                Err(f) => f,
+            };
+            not_found += usize::from(failure.not_found);
+            all_unavailable &= failure.error.kind() == ErrorKind::Unavailable;
+            if !failure.next || failure.error.kind() == ErrorKind::Auth {
+                return Err(Ok(failure.error));
+            }
+            self.client.events().event(Event::Failover {
+                entry: self.name.clone(),
+                from: node.uri.authority(),
+                to: owners.get(i + 1).map(|n| n.uri.authority()),
+                reason: failure.error.chain(),
+            });
+            last = Some(failure.error);
         }
-        // Upstream answers a method its cluster state does not allow with 404 and "api method
-        // ... not allowed in state DEGRADED": a refusal for now, not an absent file. A node's
-        // view of the state can differ from /status for a while around a frozen node.
-        Ok(Fetched::NotFound(body)) if body.contains("not allowed in state") => {
-            return Err(OwnerFailure {
-                error: Error::unavailable(format!(
+        match last {
+            Some(error) => {
+                Err(Err(RoundFailure { error, all_not_found: not_found == owners.len(), all_unavailable, tried }))
+            }
+            None => Err(Ok(Error::unavailable(format!("{}: the cluster lists no owner", self.name)))),
+        }
+    }
+
+    /// Read the file from one node. Ok(None): sent completely. Ok(Some(reason)): the node
+    /// proved there is no such file (dataframes only). Err: this node failed (maybe after
+    /// sending part of the file), or answered 404 for a file that must exist.
+    async fn read_from(&mut self, node: &Node) -> std::result::Result<Option<AbsentReason>, OwnerFailure> {
+        let opened = match self.open(node).await? {
+            Ok(opened) => opened,
+            Err(absent) => return Ok(Some(absent)),
+        };
+        self.announce(node, opened.size).await?;
+        self.stream(node, opened).await?;
+        Ok(None)
+    }
+
+    /// Ask one node for the file and read its first bytes, which declare the file's length.
+    /// Ok(Err(reason)): the node proved there is no such file.
+    async fn open(&self, node: &Node) -> std::result::Result<std::result::Result<Opened, AbsentReason>, OwnerFailure> {
+        let (name, at, kind) = (&self.name, node.uri.authority(), self.entry.path.kind());
+        let resp = match self.client.get(&node.uri, &self.entry.request, "application/octet-stream").await {
+            Ok(Fetched::Found(r)) => r,
+            // Only a dataframe can be absent, and only with the body of Go's file server for a
+            // missing file (upstream serves dataframes with http.ServeFile once the index was
+            // found); "Index I Not Found" is also how a refusing cluster state answers.
+            Ok(Fetched::NotFound(body)) if kind == EntryKind::Dataframe && body.trim() == "404 page not found" => {
+                return Ok(Err(AbsentReason::NotFound))
+            }
+            // Upstream answers a method its cluster state does not allow with 404 and "api
+            // method ... not allowed in state DEGRADED": a refusal for now, not an absent
+            // file. A node's view of the state can differ from /status around a frozen node.
+            Ok(Fetched::NotFound(body)) if body.contains("not allowed in state") => {
+                return Err(OwnerFailure::next(Error::unavailable(format!(
                     "{name} on {at}: refused in the node's cluster state: {}",
                     body.trim()
-                )),
-                next: true,
-                not_found: false,
-            })
-        }
-        Ok(Fetched::NotFound(body)) => {
-            return Err(OwnerFailure {
-                error: Error::unavailable(format!("{name} on {at}: 404 Not Found: {}", body.trim())),
-                next: true,
-                not_found: true,
-            })
-        }
-        Ok(Fetched::BadRequest(body)) => {
-            if entry.path.kind() == EntryKind::Dataframe && body.to_ascii_lowercase().contains("disabled") {
-                return Ok(Some(AbsentReason::DataframesDisabled));
+                ))))
             }
-            return Err(fail(Error::protocol(format!("{name} on {at}: 400 Bad Request: {}", body.trim()))));
-        }
-        Err(e) => {
-            let next = e.kind() != ErrorKind::Auth;
-            return Err(OwnerFailure { error: e.context(format!("{name} on {at}")), next, not_found: false });
-        }
-    };
-    let content_length = resp.content_length();
-    let mut body = resp.bytes_stream();
-    // Collect the first bytes: they declare the file's length.
-    let mut prefix: Vec<u8> = Vec::new();
-    let mut ended = false;
-    while prefix.len() < DECLARED_LEN_PREFIX {
-        match body.next().await {
-            Some(Ok(chunk)) => prefix.extend_from_slice(&chunk),
-            Some(Err(e)) => {
-                return Err(fail(Error::unavailable(format!("{name} on {at}: the body broke off")).with_source(e)))
+            Ok(Fetched::NotFound(body)) => {
+                return Err(OwnerFailure {
+                    error: Error::unavailable(format!("{name} on {at}: 404 Not Found: {}", body.trim())),
+                    next: true,
+                    not_found: true,
+                })
             }
-            None => {
-                ended = true;
-                break;
+            Ok(Fetched::BadRequest(body)) => {
+                if kind == EntryKind::Dataframe && body.to_ascii_lowercase().contains("disabled") {
+                    return Ok(Err(AbsentReason::DataframesDisabled));
+                }
+                return Err(OwnerFailure::next(Error::protocol(format!(
+                    "{name} on {at}: 400 Bad Request: {}",
+                    body.trim()
+                ))));
             }
-        }
-    }
-    if kind == EntryKind::Dataframe && !crate::format::is_dataframe(&prefix) {
-        return Err(fail(Error::protocol(format!(
-            "{name} on {at}: the answer is not an Arrow or Parquet file ({:?}...)",
-            String::from_utf8_lossy(&prefix[..prefix.len().min(40)])
-        ))));
-    }
-    let declared = declared_len(kind, &prefix).map_err(|p| {
-        let msg = if ended {
-            format!("{name} on {at}: the body ended after {} bytes, before a valid file header ({p})", prefix.len())
-        } else {
-            format!("{name} on {at}: not a valid file: {p}")
+            Err(e) => {
+                let next = e.kind() != ErrorKind::Auth;
+                return Err(OwnerFailure { error: e.context(format!("{name} on {at}")), next, not_found: false });
+            }
         };
-        fail(Error::unavailable(msg))
-    })?;
-    let size = match (declared, content_length) {
-        (Some(d), Some(c)) if d != c => {
-            return Err(fail(Error::unavailable(format!(
-                "{name} on {at}: Content-Length {c} disagrees with the {d} bytes the file declares"
-            ))))
-        }
-        (Some(d), _) => d,
-        (None, Some(c)) => c,
-        (None, None) if ended => prefix.len() as u64,
-        (None, None) => {
-            return Err(OwnerFailure {
-                error: Error::protocol(format!("{name} on {at}: no Content-Length and no length in the file")),
-                next: false,
-                not_found: false,
-            })
-        }
-    };
-    match *begun {
-        None => {
-            tx.send(Piece::Begin(size)).await.map_err(|_| writer_gone())?;
-            *begun = Some(size);
-        }
-        Some(prev) if prev != size => {
-            return Err(OwnerFailure {
-                error: Error::unavailable(format!(
-                    "{name}: {at} has a copy of {size} bytes, but {prev} were announced from another replica; cannot resume"
-                )),
-                next: false,
-                not_found: false,
-            })
-        }
-        Some(_) => {
-            if *written > 0 {
-                tx.send(Piece::Restart { written: *written, node: at.clone() }).await.map_err(|_| writer_gone())?;
+        let content_length = resp.content_length();
+        let mut body: Opened =
+            Opened { body: Box::pin(resp.bytes_stream()), prefix: Vec::new(), ended: false, size: 0 };
+        while body.prefix.len() < DECLARED_LEN_PREFIX {
+            match body.body.next().await {
+                Some(Ok(chunk)) => body.prefix.extend_from_slice(&chunk),
+                Some(Err(e)) => {
+                    return Err(OwnerFailure::next(
+                        Error::unavailable(format!("{name} on {at}: the body broke off")).with_source(e),
+                    ))
+                }
+                None => {
+                    body.ended = true;
+                    break;
+                }
             }
         }
-    }
-    // From here `received` counts this node's bytes; the writer skips/verifies the first
-    // `written` of them when this is a restart.
-    let already = *written;
-    let mut received = 0u64;
-    let send = |chunk: Bytes, received: &mut u64, written: &mut u64| {
-        *received += chunk.len() as u64;
-        if *received > already {
-            *written = *received;
-        }
-        chunk
-    };
-    if !prefix.is_empty() {
-        if prefix.len() as u64 > size {
-            return Err(fail(Error::unavailable(format!(
-                "{name} on {at}: body longer than the {size} bytes declared"
+        let prefix = &body.prefix;
+        if kind == EntryKind::Dataframe && !crate::format::is_dataframe(prefix) {
+            return Err(OwnerFailure::next(Error::protocol(format!(
+                "{name} on {at}: the answer is not an Arrow or Parquet file ({:?}...)",
+                String::from_utf8_lossy(&prefix[..prefix.len().min(40)])
             ))));
         }
-        let chunk = send(Bytes::from(prefix), &mut received, written);
-        send_data(tx, budget, chunk).await.map_err(|_| writer_gone())?;
+        let declared = declared_len(kind, prefix).map_err(|p| {
+            let msg = if body.ended {
+                format!("{name} on {at}: the body ended after {} bytes, before a valid file header ({p})", prefix.len())
+            } else {
+                format!("{name} on {at}: not a valid file: {p}")
+            };
+            OwnerFailure::next(Error::unavailable(msg))
+        })?;
+        body.size = match (declared, content_length) {
+            (Some(d), Some(c)) if d != c => {
+                return Err(OwnerFailure::next(Error::unavailable(format!(
+                    "{name} on {at}: Content-Length {c} disagrees with the {d} bytes the file declares"
+                ))))
+            }
+            (Some(d), _) => d,
+            (None, Some(c)) => c,
+            (None, None) if body.ended => prefix.len() as u64,
+            (None, None) => {
+                return Err(OwnerFailure::last(Error::protocol(format!(
+                    "{name} on {at}: no Content-Length and no length in the file"
+                ))))
+            }
+        };
+        Ok(Ok(body))
     }
-    while !ended {
-        match body.next().await {
-            Some(Ok(chunk)) => {
-                if received + chunk.len() as u64 > size {
-                    return Err(fail(Error::unavailable(format!(
-                        "{name} on {at}: body longer than the {size} bytes declared"
-                    ))));
+
+    fn writer_gone(&self) -> OwnerFailure {
+        OwnerFailure::last(Error::io(format!("{}: writer stopped", self.name), std::io::Error::other("writer stopped")))
+    }
+
+    /// Tell the writer the file's length the first time; after a failover, check the new
+    /// copy has the same length and have the writer verify the bytes already written.
+    async fn announce(&mut self, node: &Node, size: u64) -> std::result::Result<(), OwnerFailure> {
+        match self.begun {
+            None => {
+                self.tx.send(Piece::Begin(size)).await.map_err(|_| self.writer_gone())?;
+                self.begun = Some(size);
+            }
+            Some(prev) if prev != size => {
+                return Err(OwnerFailure::last(Error::unavailable(format!(
+                    "{}: {} has a copy of {size} bytes, but {prev} were announced from another replica; cannot resume",
+                    self.name,
+                    node.uri.authority()
+                ))))
+            }
+            Some(_) if self.written > 0 => {
+                let restart = Piece::Restart { written: self.written, node: node.uri.authority() };
+                self.tx.send(restart).await.map_err(|_| self.writer_gone())?;
+            }
+            Some(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Send the node's copy to the writer, checking it is exactly as long as declared. When
+    /// this is a restart, the writer compares the first `written` bytes with what it wrote.
+    async fn stream(&mut self, node: &Node, mut opened: Opened) -> std::result::Result<(), OwnerFailure> {
+        let (at, size, already) = (node.uri.authority(), opened.size, self.written);
+        let too_long = |name: &str| {
+            OwnerFailure::next(Error::unavailable(format!(
+                "{name} on {at}: body longer than the {size} bytes declared"
+            )))
+        };
+        let mut received = 0u64;
+        let mut chunk = Some(Bytes::from(std::mem::take(&mut opened.prefix))).filter(|c| !c.is_empty());
+        loop {
+            if let Some(data) = chunk.take() {
+                if received + data.len() as u64 > size {
+                    return Err(too_long(&self.name));
                 }
-                let chunk = send(chunk, &mut received, written);
-                send_data(tx, budget, chunk).await.map_err(|_| writer_gone())?;
+                received += data.len() as u64;
+                if received > already {
+                    self.written = received;
+                }
+                send_data(self.tx, &self.budget, data).await.map_err(|_| self.writer_gone())?;
             }
-            Some(Err(e)) => {
-                return Err(fail(
-                    Error::unavailable(format!("{name} on {at}: the body broke off after {received} of {size} bytes"))
+            if opened.ended {
+                break;
+            }
+            match opened.body.next().await {
+                Some(Ok(data)) => chunk = Some(data),
+                Some(Err(e)) => {
+                    return Err(OwnerFailure::next(
+                        Error::unavailable(format!(
+                            "{} on {at}: the body broke off after {received} of {size} bytes",
+                            self.name
+                        ))
                         .with_source(e),
-                ))
+                    ))
+                }
+                None => opened.ended = true,
             }
-            None => ended = true,
+        }
+        if received < size {
+            return Err(OwnerFailure::next(Error::unavailable(format!(
+                "{} on {at}: the body ended after {received} of the {size} bytes the file declares",
+                self.name
+            ))));
+        }
+        self.tx.send(Piece::End).await.map_err(|_| self.writer_gone())?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::NodeUri;
+
+    fn node(id: &str, primary: bool) -> Node {
+        Node {
+            id: id.into(),
+            uri: NodeUri { scheme: "http".into(), host: "127.0.0.1".into(), port: 1 },
+            grpc_uri: None,
+            is_primary: primary,
+            state: "STARTED".into(),
         }
     }
-    if received < size {
-        return Err(fail(Error::unavailable(format!(
-            "{name} on {at}: the body ended after {received} of the {size} bytes the file declares"
-        ))));
+
+    #[test]
+    fn layout_puts_keys_after_their_data_and_idalloc_last() {
+        let schema = Schema::parse(
+            br#"{"indexes":[{"name":"a","options":{"keys":true},"fields":[{"name":"c","options":{"type":"set","keys":true}}]},{"name":"b","options":{}}]}"#,
+        )
+        .unwrap();
+        let (n0, n1) = (node("n0", false), node("n1", true));
+        let status = ClusterStatus {
+            state: "NORMAL".into(),
+            nodes: vec![n0.clone(), n1.clone()],
+            local_id: "n0".into(),
+            cluster_name: String::new(),
+        };
+        let mut owners =
+            Owners { partitions: vec![vec![n0.clone()]; PARTITION_N as usize], replicas: 1, ..Default::default() };
+        owners.shards.insert("a".into(), vec![(0, vec![n0.clone()]), (3, vec![n1.clone()])]);
+        owners.shards.insert("b".into(), vec![(1, vec![n1.clone()])]);
+        let entries = layout(&schema, &owners, &status);
+        let names: Vec<String> = entries.iter().map(|e| e.path.to_string()).collect();
+        assert_eq!(
+            &names[..4],
+            ["indexes/a/shards/0000", "indexes/a/dataframe/0000", "indexes/a/shards/0003", "indexes/a/dataframe/0003"]
+        );
+        assert_eq!(names[4], "indexes/a/translate/0000");
+        assert_eq!(names[4 + 255], "indexes/a/translate/0255");
+        assert_eq!(names[4 + 256], "indexes/a/fields/c/translate");
+        assert_eq!(&names[261..], ["indexes/b/shards/0001", "indexes/b/dataframe/0001", "idalloc"]);
+        assert!(
+            entries.iter().all(|e| e.optional == (e.path.kind() == EntryKind::Dataframe)),
+            "only dataframes may be absent"
+        );
+        let field_keys = &entries[4 + 256];
+        assert_eq!(field_keys.owners[0].id, "n1", "field key stores are asked of the primary first");
+        assert_eq!(entries.last().unwrap().owners[0].id, "n1");
     }
-    tx.send(Piece::End).await.map_err(|_| writer_gone())?;
-    Ok(None)
 }

@@ -199,16 +199,60 @@ pub fn open_backup(source: Option<&std::path::Path>, opts: &mut ImportOptions) -
     Ok(Box::new(crate::verify::open_input(path)?))
 }
 
-/// Where the target wants each entry.
-struct Targets<'a> {
-    client: &'a ClusterClient,
+/// The target cluster: its nodes and primary, and where it wants each entry (owners asked
+/// once per shard and key partition).
+struct Targets {
+    client: Arc<ClusterClient>,
     nodes: Vec<Node>,
     primary: Node,
     shard_owners: HashMap<(String, u64), Vec<Node>>,
     partition_owners: HashMap<u32, Vec<Node>>,
 }
 
-impl Targets<'_> {
+impl Targets {
+    /// Check the target before anything is sent (contract §3, §5): it is NORMAL (FeatureBase
+    /// creates indexes and fields only then), the token is an admin's, no `Delete` runs,
+    /// and it holds no index unless `--force`.
+    async fn connect(client: Arc<ClusterClient>, opts: &ImportOptions, events: &Events) -> Result<Targets> {
+        let c = client.as_ref();
+        let status = c.status().await?;
+        if status.nodes.is_empty() {
+            return Err(Error::protocol("/status lists no nodes"));
+        }
+        if status.state != "NORMAL" {
+            return Err(Error::unavailable(format!(
+                "{}: FeatureBase creates indexes and fields only while the cluster is NORMAL; nothing was sent",
+                crate::preflight::describe_state(&status)
+            )));
+        }
+        crate::preflight::require_admin(c).await?;
+        crate::preflight::refuse_active_deletes(c, &status, "before the import").await?;
+        let schema: serde_json::Value = c.get_json(c.entry_node(), "/schema").await?;
+        let schema = Schema::from_value(schema)?;
+        if !schema.indexes.is_empty() {
+            let names: Vec<&str> = schema.indexes.iter().map(|i| i.name.as_str()).collect();
+            if !opts.force {
+                return Err(Error::precondition(format!(
+                    "the target cluster is not empty: it holds {} index(es): {}; refusing to restore into it (use --force to overwrite)",
+                    names.len(),
+                    names.join(", ")
+                )));
+            }
+            events.event(Event::Warning(format!(
+                "--force: restoring over existing data; files of these indexes may be overwritten: {}",
+                names.join(", ")
+            )));
+        }
+        let primary = status.nodes.iter().find(|n| n.is_primary).cloned().unwrap_or_else(|| status.nodes[0].clone());
+        Ok(Targets {
+            client,
+            nodes: status.nodes,
+            primary,
+            shard_owners: HashMap::new(),
+            partition_owners: HashMap::new(),
+        })
+    }
+
     async fn for_entry(&mut self, path: &EntryPath) -> Result<(Vec<Node>, String)> {
         Ok(match path {
             EntryPath::Schema => (vec![self.primary.clone()], "/schema".into()),
@@ -261,8 +305,23 @@ struct Outgoing {
     held: Option<Bytes>,
     prefix: Vec<u8>,
     started: bool,
-    /// Not data (upstream's "Dataframe is disabled" text): read and checked, never sent.
+    /// Not sent as it streams: upstream's "Dataframe is disabled" text (not data), or the
+    /// schema (sent whole once read and checked).
     skip: bool,
+}
+
+impl Outgoing {
+    fn new(path: EntryPath, size: u64) -> Outgoing {
+        Outgoing { path, size, bodies: Vec::new(), held: None, prefix: Vec::new(), started: false, skip: false }
+    }
+
+    /// Append to the bytes held back (before the first bytes decided where the entry goes).
+    fn hold(&mut self, chunk: Bytes) {
+        self.held = Some(match self.held.take() {
+            None => chunk,
+            Some(h) => Bytes::from([&h[..], &chunk[..]].concat()),
+        });
+    }
 }
 
 /// Run the import. `client` is `None` only for a dry run.
@@ -273,326 +332,373 @@ pub async fn import<R: Read + Send + 'static>(
     events: Events,
 ) -> Result<ImportSummary> {
     let started_at = Instant::now();
-    let mut targets = None;
-    if let Some(c) = client.as_deref() {
-        if opts.dry_run {
-            return Err(Error::internal("a dry run was given a cluster client"));
-        }
-        let status = c.status().await?;
-        if status.nodes.is_empty() {
-            return Err(Error::protocol("/status lists no nodes"));
-        }
-        // POST /schema and the field API are served only in state NORMAL.
-        if status.state != "NORMAL" {
-            return Err(Error::unavailable(format!(
-                "{}: FeatureBase creates indexes and fields only while the cluster is NORMAL; nothing was sent",
-                crate::preflight::describe_state(&status)
-            )));
-        }
-        crate::preflight::require_admin(c).await?;
-        crate::preflight::refuse_active_deletes(c, &status, "before the import").await?;
-        let schema: serde_json::Value = c.get_json(c.entry_node(), "/schema").await?;
-        let schema = Schema::from_value(schema)?;
-        if !schema.indexes.is_empty() {
-            let names: Vec<&str> = schema.indexes.iter().map(|i| i.name.as_str()).collect();
-            if !opts.force {
-                return Err(Error::precondition(format!(
-                    "the target cluster is not empty: it holds {} index(es): {}; refusing to restore into it (use --force to overwrite)",
-                    names.len(),
-                    names.join(", ")
-                )));
-            }
-            events.event(Event::Warning(format!(
-                "--force: restoring over existing data; files of these indexes may be overwritten: {}",
-                names.join(", ")
-            )));
-        }
-        let primary = status.nodes.iter().find(|n| n.is_primary).cloned().unwrap_or_else(|| status.nodes[0].clone());
-        targets = Some(Targets {
-            client: c,
-            nodes: status.nodes.clone(),
-            primary,
-            shard_owners: HashMap::new(),
-            partition_owners: HashMap::new(),
-        });
-    }
-
+    let targets = match client {
+        Some(_) if opts.dry_run => return Err(Error::internal("a dry run was given a cluster client")),
+        Some(c) => Some(Targets::connect(c, opts, &events).await?),
+        None => None,
+    };
     if let Some(bytes) = &opts.schema {
-        // Known up front (pre-scan): check it, then send it before any data.
-        if let Some(entry) = opts.manifest.as_ref().and_then(|m| m.entry("schema")) {
-            if entry.sha256 != hex(&Sha256::digest(bytes)) || entry.size != bytes.len() as u64 {
-                return Err(Error::verification("the schema does not match the manifest; nothing was sent"));
-            }
-        }
-        let listed: Option<Vec<EntryPath>> =
-            opts.manifest.as_ref().map(|m| m.entries.iter().filter_map(|e| EntryPath::parse(&e.path).ok()).collect());
-        check_restorable(bytes, listed.as_deref()).map_err(|e| e.with_suffix("; nothing was sent"))?;
-        if let (Some(c), Some(t)) = (client.as_ref(), targets.as_ref()) {
-            restore_schema(c, &t.primary, bytes)
-                .await
-                .map_err(|e| e.context("sending the schema; nothing else was sent"))?;
-        }
+        schema_up_front(bytes, opts, targets.as_ref()).await?;
     }
     let (tx, mut rx) = mpsc::channel::<ReadMsg>(16);
     let reader = std::thread::Builder::new()
         .name("fb-import-reader".into())
         .spawn(move || reader_thread(input, tx))
         .map_err(|e| Error::io("starting the reader thread", e))?;
+    let mut restore = Restore::new(targets, opts, events.clone());
+    let result = restore.run(&mut rx).await;
+    // Wait for the last sends, whatever happened, so the report says what the nodes got.
+    let send_error = restore.drain().await;
+    drop(rx);
+    let _ = reader.join();
+    let manifest_bytes = match (result, send_error) {
+        (Err(e), _) | (Ok(_), Some(e)) => return Err(e.context("import failed").with_suffix(&restore.incomplete())),
+        (Ok(m), None) => m,
+    };
+    let checked = restore.check_manifest(manifest_bytes).map_err(|e| e.with_suffix(&restore.incomplete()))?;
+    restore.after_restore().await?;
+    let seconds = started_at.elapsed().as_secs_f64();
+    let (files, bytes) = (restore.seen.len() as u64, restore.bytes);
+    events.event(Event::Finished { files, bytes, seconds });
+    Ok(ImportSummary { files, bytes, seconds, checked })
+}
 
-    let expected: Option<BTreeMap<String, (u64, String)>> = opts
-        .manifest
-        .as_ref()
-        .map(|m| m.entries.iter().map(|e| (e.path.clone(), (e.size, e.sha256.clone()))).collect());
-    let concurrency = client.as_ref().map(|c| c.options().concurrency.max(1)).unwrap_or(1);
-    let mut inflight: JoinSet<Result<()>> = JoinSet::new();
-    let mut sent: Vec<String> = Vec::new();
-    let mut seen: Vec<(String, u64, String)> = Vec::new();
-    let mut current: Option<Outgoing> = None;
-    let mut bytes = 0u64;
-    // The schema as read from the stream (when it was not known up front), for the check of
-    // what the target made of it.
-    let mut schema_read: Vec<u8> = Vec::new();
-
-    let incomplete = |sent: &[String], dry: bool| -> String {
-        if dry {
-            return String::new();
+/// The schema known before the stream is read (pre-scan of a file): checked against the
+/// manifest and upstream's rules, then created on the target before any data.
+async fn schema_up_front(bytes: &[u8], opts: &ImportOptions, targets: Option<&Targets>) -> Result<()> {
+    if let Some(entry) = opts.manifest.as_ref().and_then(|m| m.entry("schema")) {
+        if entry.sha256 != hex(&Sha256::digest(bytes)) || entry.size != bytes.len() as u64 {
+            return Err(Error::verification("the schema does not match the manifest; nothing was sent"));
         }
-        if sent.is_empty() {
+    }
+    let listed: Option<Vec<EntryPath>> =
+        opts.manifest.as_ref().map(|m| m.entries.iter().filter_map(|e| EntryPath::parse(&e.path).ok()).collect());
+    check_restorable(bytes, listed.as_deref()).map_err(|e| e.with_suffix("; nothing was sent"))?;
+    if let Some(t) = targets {
+        restore_schema(&t.client, &t.primary, bytes)
+            .await
+            .map_err(|e| e.context("sending the schema; nothing else was sent"))?;
+    }
+    Ok(())
+}
+
+/// The state of a restore while the stream is read: one entry at a time is being read, and
+/// up to `--concurrency` entries are being sent.
+struct Restore<'a> {
+    targets: Option<Targets>,
+    opts: &'a ImportOptions,
+    events: Events,
+    /// Size and SHA-256 of every entry, when the manifest is known up front.
+    expected: Option<BTreeMap<String, (u64, String)>>,
+    concurrency: usize,
+    inflight: JoinSet<Result<()>>,
+    /// Entries every owner has received whole.
+    sent: Vec<String>,
+    /// Every entry read: path, size, SHA-256.
+    seen: Vec<(String, u64, String)>,
+    current: Option<Outgoing>,
+    bytes: u64,
+    /// The schema as read from the stream (when it was not known up front).
+    schema_read: Vec<u8>,
+}
+
+impl<'a> Restore<'a> {
+    fn new(targets: Option<Targets>, opts: &'a ImportOptions, events: Events) -> Restore<'a> {
+        let expected = opts
+            .manifest
+            .as_ref()
+            .map(|m| m.entries.iter().map(|e| (e.path.clone(), (e.size, e.sha256.clone()))).collect());
+        let concurrency = targets.as_ref().map(|t| t.client.options().concurrency.max(1)).unwrap_or(1);
+        Restore {
+            targets,
+            opts,
+            events,
+            expected,
+            concurrency,
+            inflight: JoinSet::new(),
+            sent: Vec::new(),
+            seen: Vec::new(),
+            current: None,
+            bytes: 0,
+            schema_read: Vec::new(),
+        }
+    }
+
+    /// What the target holds after a failure, for the end of the error message.
+    fn incomplete(&self) -> String {
+        if self.opts.dry_run {
+            String::new()
+        } else if self.sent.is_empty() {
             "; nothing was sent to the cluster".to_string()
         } else {
-            let shown: Vec<&str> = sent.iter().rev().take(5).map(String::as_str).collect();
+            let shown: Vec<&str> = self.sent.iter().rev().take(5).map(String::as_str).collect();
             format!(
                 "; THE TARGET CLUSTER NOW HOLDS AN INCOMPLETE RESTORE: {} entries were sent (last: {})",
-                sent.len(),
+                self.sent.len(),
                 shown.join(", ")
             )
         }
-    };
+    }
 
-    let result: Result<Option<Vec<u8>>> = async {
+    /// Read the stream to its end; the manifest's bytes, if the stream has one.
+    async fn run(&mut self, rx: &mut mpsc::Receiver<ReadMsg>) -> Result<Option<Vec<u8>>> {
         loop {
             // Surface a failed send as soon as it happens.
-            while let Some(done) = inflight.try_join_next() {
+            while let Some(done) = self.inflight.try_join_next() {
                 done.map_err(|e| Error::internal(format!("a send task ended early: {e}")))??;
             }
             let Some(msg) = rx.recv().await else {
                 return Err(Error::io("reading the input", std::io::Error::other("reader stopped")));
             };
             match msg {
-                ReadMsg::Failed(e) => {
-                    if let Some(cur) = current.take() {
-                        let e = e.context(format!("entry {}", cur.path));
-                        abort(cur).await;
-                        return Err(e);
-                    }
-                    return Err(e);
-                }
-                ReadMsg::Entry { path, size } => {
-                    if let Some(exp) = &expected {
-                        match exp.get(&path.to_string()) {
-                            None => {
-                                return Err(Error::verification(format!("entry {path} is not listed in the manifest")))
-                            }
-                            Some((s, _)) if *s != size => {
-                                return Err(Error::verification(format!(
-                                    "entry {path}: the archive holds {size} bytes, the manifest lists {s}"
-                                )))
-                            }
-                            Some(_) => {}
-                        }
-                    }
-                    if opts.schema.is_none() && seen.is_empty() && path != EntryPath::Schema {
-                        return Err(Error::invalid(format!(
-                            "the first entry is {path}, not the schema: the indexes must exist before data is restored (give the backup with -s FILE, which sends the schema first wherever it is)"
-                        )));
-                    }
-                    current = Some(Outgoing {
-                        path,
-                        size,
-                        bodies: Vec::new(),
-                        held: None,
-                        prefix: Vec::new(),
-                        started: false,
-                        skip: false,
-                    });
-                }
-                ReadMsg::Data(chunk) => {
-                    let cur = current.as_mut().expect("data follows an entry");
-                    bytes += chunk.len() as u64;
-                    if cur.path == EntryPath::Schema
-                        && opts.schema.is_none()
-                        && (schema_read.len() + chunk.len()) as u64 <= MAX_SCHEMA
-                    {
-                        schema_read.extend_from_slice(&chunk);
-                    }
-                    events.event(Event::Bytes(chunk.len() as u64));
-                    if !cur.started {
-                        if cur.prefix.len() < DECLARED_LEN_PREFIX {
-                            let take = (DECLARED_LEN_PREFIX - cur.prefix.len()).min(chunk.len());
-                            cur.prefix.extend_from_slice(&chunk[..take]);
-                        }
-                        let full = cur.prefix.len() >= DECLARED_LEN_PREFIX || cur.prefix.len() as u64 >= cur.size;
-                        if !full {
-                            cur.held = Some(match cur.held.take() {
-                                None => chunk,
-                                Some(h) => Bytes::from([&h[..], &chunk[..]].concat()),
-                            });
-                            continue;
-                        }
-                        begin(cur, targets.as_mut(), client.as_ref(), &mut inflight, &events).await?;
-                        let chunk = match cur.held.take() {
-                            None => chunk,
-                            Some(h) => Bytes::from([&h[..], &chunk[..]].concat()),
-                        };
-                        cur.held = Some(chunk);
-                        continue;
-                    }
-                    if let Some(prev) = cur.held.replace(chunk) {
-                        feed(cur, prev).await?;
-                    }
-                }
-                ReadMsg::EntryEnd { sha256, size } => {
-                    let mut cur = current.take().expect("end follows an entry");
-                    if !cur.started {
-                        begin(&mut cur, targets.as_mut(), client.as_ref(), &mut inflight, &events).await?;
-                    }
-                    let digest = hex(&sha256);
-                    if let Some(exp) = &expected {
-                        let (s, h) = &exp[&cur.path.to_string()];
-                        if *s != size || *h != digest {
-                            let path = cur.path.to_string();
-                            abort(cur).await;
-                            return Err(Error::verification(format!(
-                                "entry {path}: SHA-256 {digest} does not match the manifest ({h}); it was not committed"
-                            )));
-                        }
-                    }
-                    if let Some(last) = cur.held.take() {
-                        feed(&mut cur, last).await?;
-                    }
-                    if cur.path == EntryPath::Schema && opts.schema.is_none() {
-                        // Read whole (it is small), checked, then created on the target.
-                        if schema_read.len() as u64 != size {
-                            return Err(Error::invalid(format!(
-                                "the schema entry holds {size} bytes, more than the {MAX_SCHEMA} fb-import reads"
-                            )));
-                        }
-                        check_restorable(&schema_read, None)?;
-                        if let (Some(c), Some(t)) = (client.as_ref(), targets.as_ref()) {
-                            restore_schema(c, &t.primary, &schema_read).await?;
-                            sent.push("schema".into());
-                        }
-                    }
-                    let path = cur.path.to_string();
-                    let skipped = cur.skip;
-                    drop(cur); // closes the bodies: the nodes now have every byte
-                    if cur_is_schema(&path) {
-                        // Everything else needs the indexes to exist: wait for the schema.
-                        while let Some(done) = inflight.join_next().await {
-                            done.map_err(|e| Error::internal(format!("a send task ended early: {e}")))??;
-                        }
-                    }
-                    while inflight.len() > concurrency {
-                        if let Some(done) = inflight.join_next().await {
-                            done.map_err(|e| Error::internal(format!("a send task ended early: {e}")))??;
-                        }
-                    }
-                    events.event(Event::FileDone { path: path.clone(), size });
-                    if !skipped {
-                        sent.push(path.clone());
-                    }
-                    seen.push((path, size, digest));
-                }
+                ReadMsg::Failed(e) => return Err(self.on_failed(e).await),
+                ReadMsg::Entry { path, size } => self.on_entry(path, size)?,
+                ReadMsg::Data(chunk) => self.on_data(chunk).await?,
+                ReadMsg::EntryEnd { sha256, size } => self.on_entry_end(sha256, size).await?,
                 ReadMsg::Manifest(m) => return Ok(Some(m)),
                 ReadMsg::EndWithoutManifest => return Ok(None),
             }
         }
     }
-    .await;
-    // Wait for the last sends, whatever happened, so the report says what the nodes got.
-    let mut send_error = None;
-    while let Some(done) = inflight.join_next().await {
-        if let Err(e) = done.map_err(|e| Error::internal(format!("a send task ended early: {e}"))).and_then(|r| r) {
-            send_error.get_or_insert(e);
+
+    /// The input broke: the entry being read is aborted on every owner (none commits it).
+    async fn on_failed(&mut self, e: Error) -> Error {
+        match self.current.take() {
+            Some(cur) => {
+                let e = e.context(format!("entry {}", cur.path));
+                abort(cur).await;
+                e
+            }
+            None => e,
         }
     }
-    drop(rx);
-    let _ = reader.join();
-    let dry = opts.dry_run;
-    let manifest_bytes = match (result, send_error) {
-        (Err(e), _) | (Ok(_), Some(e)) => {
-            let text = incomplete(&sent, dry);
-            return Err(e.context("import failed").with_suffix(&text));
-        }
-        (Ok(m), None) => m,
-    };
-    let manifest = match (manifest_bytes, &opts.manifest) {
-        (Some(bytes), given) => {
-            let own = Manifest::parse(&bytes).map_err(|e| e.with_suffix(&incomplete(&sent, dry)))?;
-            if let Some(g) = given {
-                if g.entries_sha256 != own.entries_sha256 {
-                    return Err(Error::verification("the stream's MANIFEST.json differs from the one given with --manifest")
-                        .with_suffix(&incomplete(&sent, dry)));
-                }
-            }
-            Some(own)
-        }
-        (None, Some(g)) => Some(g.clone()),
-        (None, None) if opts.no_manifest => None,
-        (None, None) => {
-            return Err(Error::truncated(
-                "the stream has no MANIFEST.json: it is incomplete or not from fb-export, so sizes and checksums cannot be checked (use --no-manifest to accept such a stream)",
-            )
-            .with_suffix(&incomplete(&sent, dry)))
-        }
-    };
-    if let Some(m) = &manifest {
-        let got: BTreeMap<&str, (u64, &str)> = seen.iter().map(|(p, s, h)| (p.as_str(), (*s, h.as_str()))).collect();
-        for e in &m.entries {
-            match got.get(e.path.as_str()) {
-                None => {
-                    return Err(Error::truncated(format!(
-                        "entry {} listed in the manifest is missing from the stream",
-                        e.path
-                    ))
-                    .with_suffix(&incomplete(&sent, dry)))
-                }
-                Some((s, h)) if *s != e.size || *h != e.sha256 => {
+
+    fn on_entry(&mut self, path: EntryPath, size: u64) -> Result<()> {
+        if let Some(exp) = &self.expected {
+            match exp.get(&path.to_string()) {
+                None => return Err(Error::verification(format!("entry {path} is not listed in the manifest"))),
+                Some((s, _)) if *s != size => {
                     return Err(Error::verification(format!(
-                        "entry {} does not match the manifest ({} bytes, sha256 {} read; {} bytes, {} listed)",
-                        e.path,
-                        s,
-                        &h[..12],
-                        e.size,
-                        &e.sha256[..12]
-                    ))
-                    .with_suffix(&incomplete(&sent, dry)))
+                        "entry {path}: the archive holds {size} bytes, the manifest lists {s}"
+                    )))
                 }
                 Some(_) => {}
             }
         }
-        if seen.len() != m.entries.len() {
-            return Err(Error::verification("the stream holds entries that its manifest does not list")
-                .with_suffix(&incomplete(&sent, dry)));
+        if self.opts.schema.is_none() && self.seen.is_empty() && path != EntryPath::Schema {
+            return Err(Error::invalid(format!(
+                "the first entry is {path}, not the schema: the indexes must exist before data is restored (give the backup with -s FILE, which sends the schema first wherever it is)"
+            )));
         }
-    } else {
-        events.event(Event::Warning(
-            "no manifest: sizes and checksums of the entries could not be checked (--no-manifest)".into(),
-        ));
+        self.current = Some(Outgoing::new(path, size));
+        Ok(())
     }
-    {
-        let schema = opts.schema.as_deref().unwrap_or(&schema_read);
-        let paths: Vec<EntryPath> = seen.iter().filter_map(|(p, _, _)| EntryPath::parse(p).ok()).collect();
-        check_restorable(schema, Some(&paths)).map_err(|e| e.with_suffix(&incomplete(&sent, dry)))?;
+
+    /// Bytes of the current entry: held until its first bytes decide where it goes, then
+    /// streamed, always one chunk behind (the last one waits for the entry's digest).
+    async fn on_data(&mut self, chunk: Bytes) -> Result<()> {
+        let mut cur = self.current.take().expect("data follows an entry");
+        let result = self.data_for(&mut cur, chunk).await;
+        self.current = Some(cur);
+        result
     }
-    // Say where the target did not keep the schema as sent (upstream's POST /schema reads an
-    // int bound of 0 as unset). The data is restored either way; the field's bounds are not.
-    if let (Some(c), false) = (client.as_ref(), dry) {
-        let sent_schema = opts.schema.as_deref().unwrap_or(&schema_read);
+
+    async fn data_for(&mut self, cur: &mut Outgoing, chunk: Bytes) -> Result<()> {
+        self.bytes += chunk.len() as u64;
+        if cur.path == EntryPath::Schema
+            && self.opts.schema.is_none()
+            && (self.schema_read.len() + chunk.len()) as u64 <= MAX_SCHEMA
+        {
+            self.schema_read.extend_from_slice(&chunk);
+        }
+        self.events.event(Event::Bytes(chunk.len() as u64));
+        if cur.started {
+            if let Some(prev) = cur.held.replace(chunk) {
+                feed(cur, prev).await?;
+            }
+            return Ok(());
+        }
+        if cur.prefix.len() < DECLARED_LEN_PREFIX {
+            let take = (DECLARED_LEN_PREFIX - cur.prefix.len()).min(chunk.len());
+            cur.prefix.extend_from_slice(&chunk[..take]);
+        }
+        cur.hold(chunk);
+        if cur.prefix.len() >= DECLARED_LEN_PREFIX || cur.prefix.len() as u64 >= cur.size {
+            self.begin(cur).await?;
+        }
+        Ok(())
+    }
+
+    /// The current entry was read whole: check its digest, let the owners commit it, and
+    /// create the schema when this was the schema.
+    async fn on_entry_end(&mut self, sha256: [u8; 32], size: u64) -> Result<()> {
+        let mut cur = self.current.take().expect("end follows an entry");
+        if !cur.started {
+            self.begin(&mut cur).await?;
+        }
+        let digest = hex(&sha256);
+        if let Some(exp) = &self.expected {
+            let (s, h) = &exp[&cur.path.to_string()];
+            if *s != size || *h != digest {
+                let path = cur.path.to_string();
+                let h = h.clone();
+                abort(cur).await;
+                return Err(Error::verification(format!(
+                    "entry {path}: SHA-256 {digest} does not match the manifest ({h}); it was not committed"
+                )));
+            }
+        }
+        if let Some(last) = cur.held.take() {
+            feed(&mut cur, last).await?;
+        }
+        if cur.path == EntryPath::Schema && self.opts.schema.is_none() {
+            self.schema_from_stream(size).await?;
+        }
+        let path = cur.path.to_string();
+        let skipped = cur.skip;
+        drop(cur); // closes the bodies: the nodes now have every byte
+        if cur_is_schema(&path) {
+            // Everything else needs the indexes to exist: wait for the schema.
+            while let Some(done) = self.inflight.join_next().await {
+                done.map_err(|e| Error::internal(format!("a send task ended early: {e}")))??;
+            }
+        }
+        while self.inflight.len() > self.concurrency {
+            if let Some(done) = self.inflight.join_next().await {
+                done.map_err(|e| Error::internal(format!("a send task ended early: {e}")))??;
+            }
+        }
+        self.events.event(Event::FileDone { path: path.clone(), size });
+        if !skipped {
+            self.sent.push(path.clone());
+        }
+        self.seen.push((path, size, digest));
+        Ok(())
+    }
+
+    /// The schema read from the stream: whole (it is small), checked, then created.
+    async fn schema_from_stream(&mut self, size: u64) -> Result<()> {
+        if self.schema_read.len() as u64 != size {
+            return Err(Error::invalid(format!(
+                "the schema entry holds {size} bytes, more than the {MAX_SCHEMA} fb-import reads"
+            )));
+        }
+        check_restorable(&self.schema_read, None)?;
+        if let Some(t) = &self.targets {
+            restore_schema(&t.client, &t.primary, &self.schema_read).await?;
+            self.sent.push("schema".into());
+        }
+        Ok(())
+    }
+
+    /// Decide, from the entry's first bytes, whether and where it is sent, and open the sends.
+    async fn begin(&mut self, cur: &mut Outgoing) -> Result<()> {
+        check_declared(cur)?;
+        let is_dataframe_entry = cur.path.kind() == crate::layout::EntryKind::Dataframe;
+        let junk_dataframe = is_dataframe_entry
+            && cur.prefix.len() as u64 == cur.size
+            && crate::format::is_dataframe_placeholder(&cur.prefix);
+        if is_dataframe_entry && !junk_dataframe && !crate::format::is_dataframe(&cur.prefix) {
+            return Err(Error::invalid(format!(
+                "entry {}: not an Arrow or Parquet file, nor upstream's \"Dataframe is disabled\" placeholder ({:?}...): a damaged dataframe",
+                cur.path,
+                String::from_utf8_lossy(&cur.prefix[..cur.prefix.len().min(40)])
+            )));
+        }
+        cur.started = true;
+        // The schema is never streamed: it was sent up front, or is sent when it has been
+        // read whole and checked (see `restore_schema`).
+        if junk_dataframe || cur.path == EntryPath::Schema {
+            if junk_dataframe {
+                self.events.event(Event::Warning(format!(
+                    "{}: upstream's placeholder ({:?}), saved when dataframes are disabled; not data, not restored",
+                    cur.path,
+                    String::from_utf8_lossy(&cur.prefix[..cur.prefix.len().min(40)])
+                )));
+            }
+            cur.skip = true;
+            return Ok(());
+        }
+        let Some(targets) = self.targets.as_mut() else {
+            return Ok(()); // dry run
+        };
+        let (owners, route) = targets.for_entry(&cur.path).await?;
+        if owners.is_empty() {
+            return Err(Error::protocol(format!("the target cluster names no owner for {}", cur.path)));
+        }
+        for node in owners {
+            let (tx, rx) = mpsc::channel::<std::result::Result<Bytes, std::io::Error>>(BODY_QUEUE);
+            let stream =
+                futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+            let body = reqwest::Body::wrap_stream(stream);
+            let (path, size, route) = (cur.path.to_string(), cur.size, route.clone());
+            let client = Arc::clone(&targets.client);
+            self.inflight.spawn(async move {
+                client
+                    .post(&node.uri, &route, body, Some(size), "application/octet-stream")
+                    .await
+                    .map_err(|e| e.context(format!("sending {path} to {}", node.uri.authority())))
+            });
+            cur.bodies.push(tx);
+        }
+        Ok(())
+    }
+
+    /// Wait for every send still running; the first failure, if any.
+    async fn drain(&mut self) -> Option<Error> {
+        let mut first = None;
+        while let Some(done) = self.inflight.join_next().await {
+            let result = done.map_err(|e| Error::internal(format!("a send task ended early: {e}"))).and_then(|r| r);
+            if let Err(e) = result {
+                first.get_or_insert(e);
+            }
+        }
+        first
+    }
+
+    /// Check what was read against the manifest (the stream's own, or the one given); whether
+    /// sizes and checksums were checked.
+    fn check_manifest(&self, stream_manifest: Option<Vec<u8>>) -> Result<bool> {
+        let manifest = match (stream_manifest, &self.opts.manifest) {
+            (Some(bytes), given) => {
+                let own = Manifest::parse(&bytes)?;
+                if given.as_ref().is_some_and(|g| g.entries_sha256 != own.entries_sha256) {
+                    return Err(Error::verification(
+                        "the stream's MANIFEST.json differs from the one given with --manifest",
+                    ));
+                }
+                Some(own)
+            }
+            (None, Some(g)) => Some(g.clone()),
+            (None, None) if self.opts.no_manifest => None,
+            (None, None) => {
+                return Err(Error::truncated(
+                    "the stream has no MANIFEST.json: it is incomplete or not from fb-export, so sizes and checksums cannot be checked (use --no-manifest to accept such a stream)",
+                ))
+            }
+        };
+        match &manifest {
+            Some(m) => check_entries(m, &self.seen)?,
+            None => self.events.event(Event::Warning(
+                "no manifest: sizes and checksums of the entries could not be checked (--no-manifest)".into(),
+            )),
+        }
+        let schema = self.opts.schema.as_deref().unwrap_or(&self.schema_read);
+        let paths: Vec<EntryPath> = self.seen.iter().filter_map(|(p, _, _)| EntryPath::parse(p).ok()).collect();
+        check_restorable(schema, Some(&paths))?;
+        Ok(manifest.is_some())
+    }
+
+    /// After a restore: say where the target did not keep the schema as sent, and refuse (78)
+    /// when a `Delete` ran meanwhile.
+    async fn after_restore(&self) -> Result<()> {
+        let Some(t) = &self.targets else { return Ok(()) };
+        let c = t.client.as_ref();
+        let sent_schema = self.opts.schema.as_deref().unwrap_or(&self.schema_read);
         if let Ok(got) = c.get_json::<serde_json::Value>(c.entry_node(), "/schema").await {
             let got = serde_json::to_vec(&got).unwrap_or_default();
             for change in crate::content::bound_changes(sent_schema, &got) {
-                events.event(Event::Warning(if change.is_zero_read_as_unset() {
+                self.events.event(Event::Warning(if change.is_zero_read_as_unset() {
                     format!(
                         "the target changed a field bound of the restored schema: {change} (FeatureBase's POST /schema reads a bound of 0 as unset); the data is restored, but the field accepts a wider range than in the backup"
                     )
@@ -603,16 +709,41 @@ pub async fn import<R: Read + Send + 'static>(
                 }));
             }
         }
-    }
-    if let (Some(c), false) = (client.as_ref(), dry) {
         let status = c.status().await.map_err(|e| e.context("checking the cluster at the end of the import"))?;
         crate::preflight::refuse_active_deletes(c, &status, "at the end of the import").await.map_err(|e| {
             e.with_suffix("; every entry was sent, but the Delete may have changed restored data: restore again into an empty cluster")
-        })?;
+        })
     }
-    let seconds = started_at.elapsed().as_secs_f64();
-    events.event(Event::Finished { files: seen.len() as u64, bytes, seconds });
-    Ok(ImportSummary { files: seen.len() as u64, bytes, seconds, checked: manifest.is_some() })
+}
+
+/// Every entry the manifest lists was read with its size and SHA-256, and no other.
+fn check_entries(m: &Manifest, seen: &[(String, u64, String)]) -> Result<()> {
+    let got: BTreeMap<&str, (u64, &str)> = seen.iter().map(|(p, s, h)| (p.as_str(), (*s, h.as_str()))).collect();
+    for e in &m.entries {
+        match got.get(e.path.as_str()) {
+            None => {
+                return Err(Error::truncated(format!(
+                    "entry {} listed in the manifest is missing from the stream",
+                    e.path
+                )))
+            }
+            Some((s, h)) if *s != e.size || *h != e.sha256 => {
+                return Err(Error::verification(format!(
+                    "entry {} does not match the manifest ({} bytes, sha256 {} read; {} bytes, {} listed)",
+                    e.path,
+                    s,
+                    &h[..12],
+                    e.size,
+                    &e.sha256[..12]
+                )))
+            }
+            Some(_) => {}
+        }
+    }
+    if seen.len() != m.entries.len() {
+        return Err(Error::verification("the stream holds entries that its manifest does not list"));
+    }
+    Ok(())
 }
 
 /// Refuse (exit 1, naming what is wrong) a schema upstream's `POST /schema` would refuse,
@@ -679,79 +810,6 @@ fn check_declared(cur: &Outgoing) -> Result<()> {
         Ok(_) => Ok(()),
         Err(p) => Err(Error::invalid(format!("entry {}: not a valid file ({p}); refusing to send it", cur.path))),
     }
-}
-
-/// Decide, from the entry's first bytes, whether and where it is sent, and open the sends.
-async fn begin(
-    cur: &mut Outgoing,
-    targets: Option<&mut Targets<'_>>,
-    client: Option<&Arc<ClusterClient>>,
-    inflight: &mut JoinSet<Result<()>>,
-    events: &Events,
-) -> Result<()> {
-    check_declared(cur)?;
-    let is_dataframe_entry = cur.path.kind() == crate::layout::EntryKind::Dataframe;
-    let junk_dataframe = is_dataframe_entry
-        && cur.prefix.len() as u64 == cur.size
-        && crate::format::is_dataframe_placeholder(&cur.prefix);
-    if is_dataframe_entry && !junk_dataframe && !crate::format::is_dataframe(&cur.prefix) {
-        return Err(Error::invalid(format!(
-            "entry {}: not an Arrow or Parquet file, nor upstream's \"Dataframe is disabled\" placeholder ({:?}...): a damaged dataframe",
-            cur.path,
-            String::from_utf8_lossy(&cur.prefix[..cur.prefix.len().min(40)])
-        )));
-    }
-    // The schema is never streamed: it was sent up front, or is sent when it has been read
-    // whole and checked (see `restore_schema`).
-    let schema_entry = cur.path == EntryPath::Schema;
-    if junk_dataframe || schema_entry {
-        if junk_dataframe {
-            events.event(Event::Warning(format!(
-                "{}: upstream's placeholder ({:?}), saved when dataframes are disabled; not data, not restored",
-                cur.path,
-                String::from_utf8_lossy(&cur.prefix[..cur.prefix.len().min(40)])
-            )));
-        }
-        cur.started = true;
-        cur.skip = true;
-        return Ok(());
-    }
-    start(cur, targets, client, inflight).await
-}
-
-/// Open one streaming POST per owner of the entry.
-async fn start(
-    cur: &mut Outgoing,
-    targets: Option<&mut Targets<'_>>,
-    client: Option<&Arc<ClusterClient>>,
-    inflight: &mut JoinSet<Result<()>>,
-) -> Result<()> {
-    cur.started = true;
-    let (Some(targets), Some(client)) = (targets, client) else {
-        return Ok(()); // dry run
-    };
-    let (owners, route) = targets.for_entry(&cur.path).await?;
-    if owners.is_empty() {
-        return Err(Error::protocol(format!("the target cluster names no owner for {}", cur.path)));
-    }
-    let content_type = "application/octet-stream";
-    for node in owners {
-        let (tx, rx) = mpsc::channel::<std::result::Result<Bytes, std::io::Error>>(BODY_QUEUE);
-        let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
-        let body = reqwest::Body::wrap_stream(stream);
-        let path = cur.path.to_string();
-        let size = cur.size;
-        let route = route.clone();
-        let client = Arc::clone(client);
-        inflight.spawn(async move {
-            client
-                .post(&node.uri, &route, body, Some(size), content_type)
-                .await
-                .map_err(|e| e.context(format!("sending {path} to {}", node.uri.authority())))
-        });
-        cur.bodies.push(tx);
-    }
-    Ok(())
 }
 
 /// Send a chunk to every owner's body.

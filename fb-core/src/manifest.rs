@@ -327,6 +327,54 @@ mod tests {
     }
 }
 
+/// The manifest's `source` as fb-export writes it (contract §2): what the stream came from,
+/// in a fixed key order. Readers keep any `source` object as they find it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceInfo {
+    /// `--host` as given.
+    pub host: String,
+    /// The cluster's name, when it reports one.
+    pub cluster_name: Option<String>,
+    /// Nodes in the cluster.
+    pub nodes: usize,
+    /// The replica count the cluster reports.
+    pub replicas: usize,
+    /// The FeatureBase version the cluster reports.
+    pub featurebase_version: Option<String>,
+    /// The indexes backed up, when `--index` chose some.
+    pub indexes: Option<Vec<String>>,
+    /// `SOURCE_DATE_EPOCH`, when set.
+    pub source_date_epoch: Option<u64>,
+    /// The cluster answered that dataframes are disabled.
+    pub dataframes_disabled: bool,
+}
+
+impl SourceInfo {
+    /// The JSON object, keys in the manifest's order.
+    pub fn to_map(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        m.insert("host".into(), self.host.clone().into());
+        if let Some(name) = &self.cluster_name {
+            m.insert("cluster_name".into(), name.clone().into());
+        }
+        m.insert("nodes".into(), self.nodes.into());
+        m.insert("replicas".into(), self.replicas.into());
+        if let Some(v) = &self.featurebase_version {
+            m.insert("featurebase_version".into(), v.clone().into());
+        }
+        if let Some(list) = &self.indexes {
+            m.insert("indexes".into(), list.clone().into());
+        }
+        if let Some(epoch) = self.source_date_epoch {
+            m.insert("source_date_epoch".into(), epoch.into());
+        }
+        if self.dataframes_disabled {
+            m.insert("dataframes".into(), "disabled".into());
+        }
+        m
+    }
+}
+
 /// What differs between two manifests, by path (sources are not compared).
 #[derive(Debug, Default)]
 pub struct Diff {
