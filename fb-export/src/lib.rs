@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use fb_cli::{ClusterArgs, Example, ReportArgs, Reporter};
+use fb_cli::{ClusterArgs, Example, ExitStatus, ReportArgs, Reporter};
 use fb_core::client::ClusterClient;
 use fb_core::output::AtomicFile;
-use fb_core::{Error, Result};
+use fb_core::{Error, ErrorKind, Result};
 
 /// The documented examples (help, man page, and the docs test run them).
 pub const EXAMPLES: &[Example] = &[
@@ -27,17 +27,31 @@ pub const EXAMPLES: &[Example] = &[
     },
 ];
 
-/// Exit codes this tool uses, for the `--help` epilogue (the man page has the full table).
-pub const EXIT_STATUS: &str = "0 success, 2 usage, 69 cluster or replica unreachable, 73 cannot create output, 74 I/O error or closed output, 76 unexpected answer, 77 auth refused, 78 bad TLS material, 130 interrupted.";
+/// What this tool's exit codes mean: 0, then every kind of error it can end with (rendered
+/// into `--help`, the man page and the README's table).
+pub const EXIT_STATUS: ExitStatus = ExitStatus {
+    success: "success, the archive is complete with its manifest",
+    kinds: &[
+        ErrorKind::Usage,
+        ErrorKind::Unavailable,
+        ErrorKind::Internal,
+        ErrorKind::CannotCreate,
+        ErrorKind::Io,
+        ErrorKind::Protocol,
+        ErrorKind::Auth,
+        ErrorKind::Precondition,
+        ErrorKind::Interrupted,
+    ],
+};
 
 /// The clap command with its examples.
 pub fn command() -> clap::Command {
-    fb_cli::command_for::<Cli>(EXAMPLES, EXIT_STATUS)
+    fb_cli::command_for::<Cli>(EXAMPLES, &EXIT_STATUS)
 }
 
 /// Parse the process arguments.
 pub fn parse() -> Cli {
-    fb_cli::parse_for(EXAMPLES, EXIT_STATUS)
+    fb_cli::parse_for(EXAMPLES, &EXIT_STATUS)
 }
 
 /// Back up a whole FeatureBase cluster, reached through any one node, as one tar stream.

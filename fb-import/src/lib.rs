@@ -5,11 +5,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use fb_cli::{ClusterArgs, Example, ReportArgs, Reporter};
+use fb_cli::{ClusterArgs, Example, ExitStatus, ReportArgs, Reporter};
 use fb_core::client::ClusterClient;
 use fb_core::import::{import, open_backup, ImportOptions, ImportSummary};
 use fb_core::verify::read_manifest_file;
-use fb_core::{Error, Result};
+use fb_core::{Error, ErrorKind, Result};
 
 /// The documented examples (help, man page, and the docs test run them).
 pub const EXAMPLES: &[Example] = &[
@@ -27,17 +27,33 @@ pub const EXAMPLES: &[Example] = &[
     },
 ];
 
-/// Exit codes this tool uses, for the `--help` epilogue (the man page has the full table).
-pub const EXIT_STATUS: &str = "0 restored, 1 an entry does not match the manifest, 2 usage, 65 not a valid backup, 66 input ended early or no manifest, 69 cluster unreachable, 74 I/O error, 76 unexpected answer, 77 auth refused, 78 target not empty or bad TLS material, 130 interrupted.";
+/// What this tool's exit codes mean: 0, then every kind of error it can end with (rendered
+/// into `--help`, the man page and the README's table).
+pub const EXIT_STATUS: ExitStatus = ExitStatus {
+    success: "restored (with --dry-run, every entry checked and nothing sent)",
+    kinds: &[
+        ErrorKind::Verification,
+        ErrorKind::Usage,
+        ErrorKind::InvalidBackup,
+        ErrorKind::Truncated,
+        ErrorKind::Unavailable,
+        ErrorKind::Internal,
+        ErrorKind::Io,
+        ErrorKind::Protocol,
+        ErrorKind::Auth,
+        ErrorKind::Precondition,
+        ErrorKind::Interrupted,
+    ],
+};
 
 /// The clap command with its examples.
 pub fn command() -> clap::Command {
-    fb_cli::command_for::<Cli>(EXAMPLES, EXIT_STATUS)
+    fb_cli::command_for::<Cli>(EXAMPLES, &EXIT_STATUS)
 }
 
 /// Parse the process arguments.
 pub fn parse() -> Cli {
-    fb_cli::parse_for(EXAMPLES, EXIT_STATUS)
+    fb_cli::parse_for(EXAMPLES, &EXIT_STATUS)
 }
 
 /// Restore a backup into an empty FeatureBase cluster of any size.

@@ -6,12 +6,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, FromArgMatches, Parser, Subcommand, ValueEnum};
-use fb_cli::{ClusterArgs, Example, ReportArgs, Reporter};
+use fb_cli::{ClusterArgs, Example, ExitStatus, ReportArgs, Reporter};
 use fb_core::client::ClusterClient;
 use fb_core::compare::{compare, load_side, Comparison, Side, Source};
 use fb_core::manifest::Manifest;
 use fb_core::verify::{scan_stream, ScanMode};
-use fb_core::{Error, Result};
+use fb_core::{Error, ErrorKind, Result};
 use serde_json::{Map, Value};
 
 /// The documented examples (help, man page, and the docs test run them).
@@ -31,12 +31,28 @@ pub const EXAMPLES: &[Example] = &[
     Example { about: "Compare two backups", command: r#"fb-manifest diff monday.tar tuesday.tar"# },
 ];
 
-/// Exit codes this tool uses, for the `--help` epilogue (the man page has the full table).
-pub const EXIT_STATUS: &str = "0 success or identical, 1 content disagrees with its manifest or the sides differ, 2 usage, 65 not a valid backup, 66 input ended early, 69 cluster unreachable, 74 I/O error, 77 auth refused.";
+/// What this tool's exit codes mean: 0, then every kind of error it can end with (rendered
+/// into `--help`, the man page and the README's table).
+pub const EXIT_STATUS: ExitStatus = ExitStatus {
+    success: "manifest printed, or diff found no difference",
+    kinds: &[
+        ErrorKind::Verification,
+        ErrorKind::Usage,
+        ErrorKind::InvalidBackup,
+        ErrorKind::Truncated,
+        ErrorKind::Unavailable,
+        ErrorKind::Internal,
+        ErrorKind::Io,
+        ErrorKind::Protocol,
+        ErrorKind::Auth,
+        ErrorKind::Precondition,
+        ErrorKind::Interrupted,
+    ],
+};
 
 /// The clap command with its examples.
 pub fn command() -> clap::Command {
-    fb_cli::command_for::<Cli>(EXAMPLES, EXIT_STATUS)
+    fb_cli::command_for::<Cli>(EXAMPLES, &EXIT_STATUS)
 }
 
 /// Emit the manifest of a backup or a live cluster, or compare two.

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use fb_cli::{Example, ReportArgs, Reporter};
+use fb_cli::{Example, ExitStatus, ReportArgs, Reporter};
 use fb_core::verify::{read_manifest_file, scan_source, verify, EntryStatus};
-use fb_core::Error;
+use fb_core::{Error, ErrorKind};
 
 /// The documented examples (help, man page, and the docs test run them).
 pub const EXAMPLES: &[Example] = &[
@@ -22,17 +22,21 @@ pub const EXAMPLES: &[Example] = &[
     },
 ];
 
-/// Exit codes this tool uses, for the `--help` epilogue (the man page has the full table).
-pub const EXIT_STATUS: &str = "0 verified, 1 verification failed, 2 usage, 65 not a valid backup (malformed tar, bad manifest, unsafe path), 66 input ended early (truncated, no manifest), 74 I/O error.";
+/// What this tool's exit codes mean: 0, then every kind of error it can end with (rendered
+/// into `--help`, the man page and the README's table).
+pub const EXIT_STATUS: ExitStatus = ExitStatus {
+    success: "verified, every check passed",
+    kinds: &[ErrorKind::Verification, ErrorKind::Usage, ErrorKind::InvalidBackup, ErrorKind::Truncated, ErrorKind::Io],
+};
 
 /// The clap command with its examples.
 pub fn command() -> clap::Command {
-    fb_cli::command_for::<Cli>(EXAMPLES, EXIT_STATUS)
+    fb_cli::command_for::<Cli>(EXAMPLES, &EXIT_STATUS)
 }
 
 /// Parse the process arguments.
 pub fn parse() -> Cli {
-    fb_cli::parse_for(EXAMPLES, EXIT_STATUS)
+    fb_cli::parse_for(EXAMPLES, &EXIT_STATUS)
 }
 
 /// Check a backup without restoring it.
