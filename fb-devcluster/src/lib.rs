@@ -49,6 +49,7 @@ pub mod seed;
 mod server;
 pub mod store;
 pub mod tls;
+pub mod upstream;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
