@@ -97,22 +97,14 @@ pub fn export_options(indexes: Vec<String>) -> Result<fb_core::export::ExportOpt
     Ok(fb_core::export::ExportOptions { indexes, mtime: epoch.unwrap_or(0), source_date_epoch: epoch })
 }
 
-/// `30s`, `500ms`, `2m`, `1h`, or plain seconds.
+/// A duration as humantime reads it (`30s`, `500ms`, `1.5s`, `2m`, `1h30m`, `2min`), or a
+/// plain number of seconds (`7`, `0.5`).
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     let s = s.trim();
-    let (num, unit) = s.find(|c: char| !c.is_ascii_digit() && c != '.').map(|i| s.split_at(i)).unwrap_or((s, "s"));
-    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 30s, 500ms, 2m"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
-    };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("{s:?} is not a valid duration"));
+    if let Ok(secs) = s.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is not a valid duration"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like 30s, 500ms, 2m: {e}"))
 }
 
 /// When to show progress.
@@ -153,6 +145,12 @@ mod tests {
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
+        assert_eq!(parse_duration("0.5").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration(" 1m30s ").unwrap(), Duration::from_secs(90));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("-1").is_err());
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("-1s").is_err());
     }

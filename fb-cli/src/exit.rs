@@ -49,8 +49,10 @@ pub fn short_meaning(kind: ErrorKind) -> &'static str {
     &meaning[..end.unwrap_or(meaning.len())]
 }
 
-/// Print `tool: message: cause` and return the error's exit code.
+/// Print `tool: message: cause` on a line of its own (a progress bar is taken off the screen
+/// first) and return the error's exit code.
 pub fn fail(tool: &str, err: &Error) -> ExitCode {
+    crate::report::clear_progress();
     let mut stderr = std::io::stderr().lock();
     let _ = writeln!(stderr, "{tool}: {}", err.chain());
     ExitCode::from(err.exit_code())

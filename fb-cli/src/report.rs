@@ -1,14 +1,53 @@
-//! Turning events into lines on stderr: `-v` lines, the progress line on a terminal,
-//! `--progress json` objects, and the one-line summary.
+//! Turning events into lines on stderr: `-v` lines, a progress bar on a terminal
+//! (indicatif), `--progress json` objects, and the one-line summary.
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
+use bytesize::ByteSize;
 use fb_core::events::{Event, EventSink, Events};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle, WeakProgressBar};
 
 use crate::args::{Progress, ReportArgs};
+
+/// Redraws per second of the progress bar.
+const REDRAW_HZ: u8 = 5;
+
+/// Progress bars still on screen, so that [`clear_progress`] can take them away before an
+/// error is printed (an error otherwise lands on the bar's line, and clearing the bar later
+/// would erase it).
+static ON_SCREEN: Mutex<Vec<WeakProgressBar>> = Mutex::new(Vec::new());
+
+/// Take every progress bar off the screen for good (before an error message).
+pub(crate) fn clear_progress() {
+    let bars = std::mem::take(&mut *ON_SCREEN.lock().unwrap_or_else(|e| e.into_inner()));
+    for bar in bars.iter().filter_map(WeakProgressBar::upgrade) {
+        end(&bar);
+    }
+}
+
+/// Clear `bar` once; a second clear would erase whatever was printed after the first.
+fn end(bar: &ProgressBar) {
+    if !bar.is_finished() {
+        bar.finish_and_clear();
+    }
+}
+
+/// The bar's line while the total is unknown: `fb-export: 12 files, 1.50 GiB, 310.20 MiB/s`.
+fn style_open() -> ProgressStyle {
+    ProgressStyle::with_template("{prefix}: {msg}, {binary_bytes}, {binary_bytes_per_sec}")
+        .expect("a valid progress template")
+}
+
+/// The bar's line once the planned bytes are known.
+fn style_planned() -> ProgressStyle {
+    ProgressStyle::with_template(
+        "{prefix}: [{bar:24}] {msg}, {binary_bytes} of {binary_total_bytes}, {binary_bytes_per_sec}, about {eta} left",
+    )
+    .expect("a valid progress template")
+    .progress_chars("=> ")
+}
 
 /// Turns events into lines on stderr. Never prints a token: events carry none.
 pub struct Reporter {
@@ -16,12 +55,9 @@ pub struct Reporter {
     verbose: u8,
     progress: Progress,
     quiet: bool,
-    bytes: AtomicU64,
     files: AtomicU64,
-    planned: AtomicU64,
-    started: Instant,
-    last_draw: Mutex<Option<Instant>>,
-    drawn: Mutex<bool>,
+    /// The progress bar, when progress is shown (`--progress always`, or auto on a terminal).
+    bar: Option<ProgressBar>,
 }
 
 impl Reporter {
@@ -32,18 +68,17 @@ impl Reporter {
             Progress::Auto => Progress::Always,
             p => p,
         };
-        Arc::new(Reporter {
-            tool,
-            verbose: args.verbose,
-            progress,
-            quiet: args.quiet,
-            bytes: AtomicU64::new(0),
-            files: AtomicU64::new(0),
-            planned: AtomicU64::new(0),
-            started: Instant::now(),
-            last_draw: Mutex::new(None),
-            drawn: Mutex::new(false),
-        })
+        let bar = (progress == Progress::Always).then(|| {
+            // A term-like target draws also when stderr is not a terminal: `--progress always`.
+            let target = ProgressDrawTarget::term_like_with_hz(Box::new(console::Term::stderr()), REDRAW_HZ);
+            let bar = ProgressBar::with_draw_target(None, target)
+                .with_style(style_open())
+                .with_prefix(tool)
+                .with_message("0 files");
+            ON_SCREEN.lock().unwrap_or_else(|e| e.into_inner()).push(bar.downgrade());
+            bar
+        });
+        Arc::new(Reporter { tool, verbose: args.verbose, progress, quiet: args.quiet, files: AtomicU64::new(0), bar })
     }
 
     /// As a shared event sink.
@@ -56,21 +91,36 @@ impl Reporter {
         self.files.load(Ordering::Relaxed)
     }
 
-    /// Print a line on stderr (clearing a progress line first).
-    pub fn line(&self, text: &str) {
-        let mut drawn = self.drawn.lock().expect("lock");
-        let mut err = std::io::stderr().lock();
-        if *drawn {
-            let _ = write!(err, "\r\x1b[K");
-            *drawn = false;
+    /// Take the progress bar off the screen for good: the work is done, and what the tool
+    /// prints now (on stdout or stderr) must not share the bar's line.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            end(bar);
         }
-        let _ = writeln!(err, "{}: {text}", self.tool);
+    }
+
+    /// Print a line on stderr, once the work is done: ends the progress bar first.
+    pub fn line(&self, text: &str) {
+        self.finish();
+        self.print(text);
+    }
+
+    /// Print a line on stderr while the work goes on: the bar steps aside and is redrawn.
+    fn print(&self, text: &str) {
+        let write = || {
+            let _ = writeln!(std::io::stderr().lock(), "{}: {text}", self.tool);
+        };
+        match &self.bar {
+            Some(bar) if !bar.is_finished() => bar.suspend(write),
+            _ => write(),
+        }
     }
 
     /// The one-line summary on success, unless `--quiet` (or JSON progress, which has its own).
     pub fn summary(&self, text: &str) {
+        self.finish();
         if !self.quiet && self.progress != Progress::Json {
-            self.line(text);
+            self.print(text);
         }
     }
 
@@ -78,36 +128,11 @@ impl Reporter {
         let mut err = std::io::stderr().lock();
         let _ = writeln!(err, "{value}");
     }
+}
 
-    fn draw(&self, force: bool) {
-        let now = Instant::now();
-        {
-            let mut last = self.last_draw.lock().expect("lock");
-            if !force && last.is_some_and(|t| now.duration_since(t) < Duration::from_millis(200)) {
-                return;
-            }
-            *last = Some(now);
-        }
-        let bytes = self.bytes.load(Ordering::Relaxed);
-        let secs = self.started.elapsed().as_secs_f64().max(1e-6);
-        let rate = bytes as f64 / secs;
-        let planned = self.planned.load(Ordering::Relaxed);
-        let eta = if planned > bytes && rate > 0.0 {
-            format!(", about {:.0} s left", (planned - bytes) as f64 / rate)
-        } else {
-            String::new()
-        };
-        let text = format!(
-            "{} files, {}, {}/s{eta}",
-            self.files.load(Ordering::Relaxed),
-            human_bytes(bytes),
-            human_bytes(rate as u64)
-        );
-        let mut drawn = self.drawn.lock().expect("lock");
-        let mut err = std::io::stderr().lock();
-        let _ = write!(err, "\r\x1b[K{}: {text}", self.tool);
-        let _ = err.flush();
-        *drawn = true;
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        self.finish();
     }
 }
 
@@ -115,17 +140,22 @@ impl EventSink for Reporter {
     fn event(&self, event: Event) {
         match &event {
             Event::Bytes(n) => {
-                self.bytes.fetch_add(*n, Ordering::Relaxed);
-                if self.progress == Progress::Always {
-                    self.draw(false);
+                if let Some(bar) = &self.bar {
+                    bar.inc(*n);
                 }
                 return;
             }
             Event::FileDone { .. } => {
-                self.files.fetch_add(1, Ordering::Relaxed);
+                let files = self.files.fetch_add(1, Ordering::Relaxed) + 1;
+                if let Some(bar) = &self.bar {
+                    bar.set_message(format!("{files} files"));
+                }
             }
             Event::Started { planned_bytes: Some(n), .. } => {
-                self.planned.store(*n, Ordering::Relaxed);
+                if let Some(bar) = &self.bar {
+                    bar.set_length(*n);
+                    bar.set_style(style_planned());
+                }
             }
             _ => {}
         }
@@ -154,40 +184,56 @@ impl EventSink for Reporter {
             return;
         }
         match event {
-            Event::Request { method, url } if self.verbose >= 2 => self.line(&format!("{method} {url}")),
+            Event::Request { method, url } if self.verbose >= 2 => self.print(&format!("{method} {url}")),
             Event::Retry { url, attempt, reason } if self.verbose >= 1 => {
-                self.line(&format!("retry {attempt} of {url}: {reason}"))
+                self.print(&format!("retry {attempt} of {url}: {reason}"))
             }
             Event::Failover { entry, from, to, reason } if self.verbose >= 1 || to.is_some() => {
                 let to = to.map(|t| format!(", trying {t}")).unwrap_or_default();
-                self.line(&format!("{entry}: {from} failed ({reason}){to}"))
+                self.print(&format!("{entry}: {from} failed ({reason}){to}"))
             }
-            Event::Warning(w) => self.line(&format!("warning: {w}")),
-            Event::FileDone { path, size } if self.verbose >= 1 => self.line(&format!("{path} ({size} bytes)")),
-            Event::Finished { .. } if self.progress == Progress::Always => self.draw(true),
+            Event::Warning(w) => self.print(&format!("warning: {w}")),
+            Event::FileDone { path, size } if self.verbose >= 1 => self.print(&format!("{path} ({size} bytes)")),
+            Event::Finished { .. } => self.finish(),
             _ => {}
         }
     }
 }
 
-/// `1.5 MiB`.
+/// `1.5 MiB` (binary units, one decimal; plain bytes below 1 KiB: `512 B`).
 pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    ByteSize::b(n).display().iec().to_string()
 }
 
 /// The summary of a transfer: `N files, SIZE in S s (R MB/s)`.
 pub fn transfer_summary(files: u64, bytes: u64, seconds: f64) -> String {
     let rate = bytes as f64 / seconds.max(1e-6) / 1e6;
     format!("{files} files, {} in {seconds:.2} s ({rate:.1} MB/s)", human_bytes(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_bytes_keeps_the_summary_format() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1024), "1.0 KiB");
+        assert_eq!(human_bytes(2150), "2.1 KiB");
+        assert_eq!(human_bytes(14_784_921), "14.1 MiB");
+        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
+        assert_eq!(transfer_summary(3, 1536, 2.0), "3 files, 1.5 KiB in 2.00 s (0.0 MB/s)");
+    }
+
+    #[test]
+    fn a_reporter_without_a_bar_counts_files() {
+        let args = ReportArgs { progress: Progress::Never, quiet: true, verbose: 0 };
+        let reporter = Reporter::new("fb-test", &args);
+        let events = reporter.events();
+        events.event(Event::Bytes(10));
+        events.event(Event::FileDone { path: "schema".into(), size: 10 });
+        assert_eq!(reporter.files_done(), 1);
+        assert!(reporter.bar.is_none());
+    }
 }

@@ -178,6 +178,7 @@ fn run_print(p: &PrintArgs) -> Result<ExitCode> {
             manifest.entries.iter().map(|e| format!("{}  {}\n", e.sha256, e.path)).collect::<String>().into_bytes()
         }
     };
+    reporter.finish(); // no progress bar left on the line the manifest starts on
     let mut out = std::io::stdout().lock();
     out.write_all(&bytes).and_then(|_| out.flush()).map_err(|e| Error::io("writing the manifest to stdout", e))?;
     Ok(ExitCode::SUCCESS)
@@ -322,6 +323,7 @@ fn run_diff(d: &DiffArgs) -> Result<ExitCode> {
             )
         });
     }
+    reporter.finish(); // no progress bar left on the line the output starts on
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(out.as_bytes()).and_then(|_| stdout.flush()).map_err(|e| Error::io("writing to stdout", e))?;
     Ok(if diff.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })

@@ -83,6 +83,8 @@ pub fn run(cli: Cli) -> ExitCode {
     };
     let bytes: u64 = scan.entries.iter().map(|e| e.size).sum();
     let result = verify(scan, external.as_ref(), cli.deep);
+    // The report follows on stderr and stdout: the progress bar goes first.
+    reporter.finish();
     for r in result.entries.iter().filter(|r| r.status != EntryStatus::Ok) {
         let mut line = format!("{:<9} {}", format!("{:?}", r.status).to_lowercase(), r.path);
         if let (Some(e), Some(a)) = (&r.expected, &r.actual) {
