@@ -6,22 +6,60 @@ use std::sync::Arc;
 /// Something a run did that a user may want to see.
 #[derive(Debug, Clone)]
 pub enum Event {
-    /// A run started; `planned_bytes` is what is known up front (may be `None`).
-    Started { files: u64, planned_bytes: Option<u64> },
+    /// A run started.
+    Started {
+        /// Files known to be moved (entries that may be absent are not counted).
+        files: u64,
+        /// Bytes known up front, if any.
+        planned_bytes: Option<u64>,
+    },
     /// An HTTP request is about to be sent (shown with `-v`).
-    Request { method: &'static str, url: String },
+    Request {
+        /// `GET` or `POST`.
+        method: &'static str,
+        /// The URL.
+        url: String,
+    },
     /// A request is tried again after a transient failure.
-    Retry { url: String, attempt: u32, reason: String },
+    Retry {
+        /// What is retried: a URL, or an entry whose owners are asked again.
+        url: String,
+        /// The attempt that failed (from 1).
+        attempt: u32,
+        /// Why, with causes.
+        reason: String,
+    },
     /// A file moves to the next replica.
-    Failover { entry: String, from: String, to: Option<String>, reason: String },
+    Failover {
+        /// The entry.
+        entry: String,
+        /// The node that failed (`host:port`).
+        from: String,
+        /// The node tried next, if any.
+        to: Option<String>,
+        /// Why, with causes.
+        reason: String,
+    },
     /// Bytes moved (for progress).
     Bytes(u64),
     /// A file is complete.
-    FileDone { path: String, size: u64 },
+    FileDone {
+        /// Entry path.
+        path: String,
+        /// Its size.
+        size: u64,
+    },
     /// A warning that does not stop the run.
     Warning(String),
     /// The run finished successfully.
-    Finished { files: u64, bytes: u64, seconds: f64 },
+    Finished {
+        /// Entries moved.
+        files: u64,
+        /// Bytes moved.
+        bytes: u64,
+        /// Wall-clock seconds.
+        seconds: f64,
+    },
 }
 
 /// Receives events; must be cheap (it is called on hot paths with [`Event::Bytes`]).

@@ -73,13 +73,33 @@ pub enum EntryPath {
     /// `idalloc`
     Idalloc,
     /// `indexes/<index>/shards/<%04d shard>`
-    Shard { index: String, shard: u64 },
+    Shard {
+        /// Index name.
+        index: String,
+        /// Shard number.
+        shard: u64,
+    },
     /// `indexes/<index>/dataframe/<%04d shard>`
-    Dataframe { index: String, shard: u64 },
+    Dataframe {
+        /// Index name.
+        index: String,
+        /// Shard number.
+        shard: u64,
+    },
     /// `indexes/<index>/translate/<%04d partition>`
-    IndexKeys { index: String, partition: u32 },
+    IndexKeys {
+        /// Index name.
+        index: String,
+        /// Key partition (0 to 255).
+        partition: u32,
+    },
     /// `indexes/<index>/fields/<field>/translate`
-    FieldKeys { index: String, field: String },
+    FieldKeys {
+        /// Index name.
+        index: String,
+        /// Field name.
+        field: String,
+    },
 }
 
 impl EntryPath {

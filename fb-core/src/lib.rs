@@ -2,6 +2,8 @@
 //! print the error's cause chain and exit with [`Error::exit_code`]. Nothing in this crate
 //! prints or exits.
 
+#![warn(missing_docs)]
+
 pub mod archive;
 pub mod client;
 pub mod compare;

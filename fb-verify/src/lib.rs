@@ -61,7 +61,7 @@ pub struct Cli {
     /// Also check each file's inner format
     #[arg(long)]
     pub deep: bool,
-    /// Write a machine-readable report to stdout
+    /// Write a machine-readable report to stdout: {"verdict": "ok" or "failed", "exit_code", "error", "entries"}
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -100,19 +100,18 @@ pub fn run(cli: Cli) -> ExitCode {
         reporter.line(&line);
     }
     if cli.json {
-        let verdict = match &result.failure {
-            None => "ok".to_string(),
-            Some(e) => e.chain(),
-        };
+        // A fixed verdict for machines; the error, when there is one, in its own key.
         let doc = serde_json::json!({
-            "verdict": verdict,
+            "verdict": if result.failure.is_none() { "ok" } else { "failed" },
             "exit_code": result.failure.as_ref().map(Error::exit_code).unwrap_or(0),
+            "error": result.failure.as_ref().map(Error::chain),
             "entries": result.entries,
         });
         let mut out = std::io::stdout().lock();
-        let written = serde_json::to_writer_pretty(&mut out, &doc).is_ok() && writeln!(out).is_ok();
-        if !written {
-            return fb_cli::fail("fb-verify", &Error::io("writing the report", std::io::Error::other("stdout closed")));
+        let written =
+            serde_json::to_writer_pretty(&mut out, &doc).map_err(std::io::Error::from).and_then(|_| writeln!(out));
+        if let Err(e) = written {
+            return fb_cli::fail("fb-verify", &Error::io("writing the report to stdout", e));
         }
     }
     match result.failure {

@@ -4,7 +4,7 @@ always\t'Always a progress line on stderr'
 never\t'No progress'
 json\t'One JSON object per line on stderr per event (started, file, retry, failover, finished)'"
 complete -c fb-verify -l deep -d 'Also check each file\'s inner format'
-complete -c fb-verify -l json -d 'Write a machine-readable report to stdout'
+complete -c fb-verify -l json -d 'Write a machine-readable report to stdout: {"verdict": "ok" or "failed", "exit_code", "error", "entries"}'
 complete -c fb-verify -s q -l quiet -d 'No progress and no summary line; errors are still printed'
 complete -c fb-verify -s v -l verbose -d 'More detail on stderr: -v retries and failovers, -vv every request'
 complete -c fb-verify -s h -l help -d 'Print help (see more with \'--help\')'

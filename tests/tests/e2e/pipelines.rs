@@ -313,6 +313,9 @@ fn deep_catches_bad_page_count_and_corrupt_bolt_meta() {
     let out = run("fb-verify", &["--deep", "--json", "-"], Some(&archive));
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+    assert_eq!(report["verdict"], "failed", "a fixed verdict value: {report}");
+    assert_eq!(report["exit_code"], 1);
+    assert!(report["error"].as_str().is_some_and(|e| e.contains("verification failed")), "{report}");
     let bad: Vec<&str> = report["entries"]
         .as_array()
         .unwrap()
