@@ -157,6 +157,8 @@ impl RealCluster {
         for i in 0..config.nodes {
             let node = &cluster.names[i];
             let home = cluster.dir.path().join(node);
+            // The query log goes here before the server makes its data directory.
+            std::fs::create_dir_all(&home).context("creating a node's directory")?;
             let log = File::create(cluster.log_path(i)).context("creating a server log")?;
             let mut cmd = Command::new(bin);
             cmd.arg("server")
