@@ -35,17 +35,107 @@ fn readme_recipes_run_against_devclusters() {
         eprintln!("note: age is not installed; the encryption recipe is not run");
         script = script.lines().filter(|l| !l.contains("age")).collect::<Vec<_>>().join("\n");
     }
-    // `ssh vault CMD` runs CMD in ./vault; `mail` records the alert instead of sending it.
-    let prelude = r#"set -e
-ssh() { local host=$1; shift; (cd "$host" && bash -c "$*"); }
-mail() { cat > mail.txt; }
-if command -v age-keygen >/dev/null; then age-keygen -o key.txt 2>/dev/null; RECIPIENT=$(age-keygen -y key.txt); fi
-"#;
-    let out = sh(&format!("{prelude}\n{script}\n"), dir.path());
+    if !have("restic") {
+        eprintln!("note: restic is not installed; the restic recipe is not run");
+        script = script.lines().filter(|l| !l.contains("restic")).collect::<Vec<_>>().join("\n");
+    }
+    let out = sh(&format!("{PRELUDE}\n{script}\n"), dir.path());
     assert_eq!(code(&out), 0, "README recipes failed:\n{}\n{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
     assert!(!dir.path().join("mail.txt").exists(), "the cron recipe alerted on a good backup");
     let diff = String::from_utf8_lossy(&out.stdout);
     assert!(diff.contains("identical"), "the diff recipes ran: {diff}");
+    let vault: Vec<String> = std::fs::read_dir(dir.path().join("vault"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("fb-"))
+        .collect();
+    assert!(vault.len() == 1 && vault[0].ends_with(".tar.zst"), "the backup under its final name only: {vault:?}");
+    if have("restic") {
+        let out = sh(&format!("{PRELUDE}\nrestic snapshots -q --tag fbkit --json"), dir.path());
+        let snaps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        assert_eq!(snaps.as_array().map(Vec::len), Some(1), "one good restic snapshot: {}", stderr(&out));
+    }
+}
+
+/// `ssh vault CMD` runs CMD in ./vault; `mail` records the alert instead of sending it;
+/// restic keeps its repository in the vault.
+const PRELUDE: &str = r#"set -e
+ssh() { local host=$1; shift; (cd "$host" && bash -c "$*"); }
+mail() { cat > mail.txt; }
+if command -v age-keygen >/dev/null; then age-keygen -o key.txt 2>/dev/null; RECIPIENT=$(age-keygen -y key.txt); fi
+export RESTIC_REPOSITORY=$PWD/vault/restic RESTIC_PASSWORD=fbkit-test
+if command -v restic >/dev/null && [ ! -d vault/restic ]; then restic init -q; fi
+"#;
+
+/// The nightly recipe and the restic one, broken on purpose: the source loses its nodes in
+/// the middle of the stream, the vault's disk is full, the vault side is killed. Each job
+/// exits non-zero and nothing is left under the final name (or as a good restic snapshot).
+#[test]
+fn broken_recipes_fail_and_leave_nothing_under_the_final_name() {
+    for tool in ["zstd"] {
+        if !have(tool) {
+            eprintln!("skipped: the recipes need {tool}");
+            return;
+        }
+    }
+    let recipes = recipes();
+    let nightly = {
+        let from = recipes.find("# Nightly backup").expect("the nightly recipe");
+        let block = &recipes[from..];
+        block[..block.find("\n\n").unwrap()].to_string()
+    };
+    let restic = {
+        let from = recipes.find("fb-export --host db1:10101 | restic").expect("the restic recipe");
+        let block = &recipes[from..];
+        block[..block.find("\n\n").unwrap_or(block.len())].to_string()
+    };
+    let cases: [(&str, &str, &str); 4] = [
+        ("source nodes lost mid-stream", "cut:20000:/internal/index/", ""),
+        ("source nodes down", "down@1 down@2", ""),
+        ("vault disk full", "", "ln -s /dev/full vault/fb-$day.tar.zst.part"),
+        ("vault side killed", "", "ssh() { (cd vault && head -c 5000 > fb-$day.tar.zst.part); return 137; }"),
+    ];
+    println!("case | recipe | stage exit statuses | job exit | left on the vault");
+    for (what, faults, setup) in cases {
+        for (name, recipe) in [("nightly", &nightly), ("restic", &restic)] {
+            if name == "restic" && (!have("restic") || !setup.is_empty()) {
+                continue;
+            }
+            let db1 = demo(3, 2);
+            for f in faults.split_whitespace() {
+                db1.add_fault(f).unwrap();
+            }
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir(dir.path().join("vault")).unwrap();
+            let host = db1.urls()[0].trim_start_matches("http://").to_string();
+            let job = recipe.replace("db1:10101", &host);
+            let script = format!(
+                "{PRELUDE}\nset +e\nday=$(date +%F)\n{setup}\n{job}\nset -- $? \"${{PIPESTATUS[@]}}\"\necho \"rc=$1 stages=${{*:2}}\"\nexit $1"
+            );
+            let out = sh(&script, dir.path());
+            let report = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or("").to_string();
+            let mut left: Vec<String> = std::fs::read_dir(dir.path().join("vault"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n != "restic")
+                .collect();
+            left.sort();
+            let good = if name == "restic" {
+                let out = sh(&format!("{PRELUDE}\nrestic snapshots -q --tag fbkit --json"), dir.path());
+                let snaps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+                snaps.as_array().map(Vec::len).unwrap_or(0)
+            } else {
+                0
+            };
+            println!("{what} | {name} | {report} | {} | {left:?}, {good} good snapshot(s)", code(&out));
+            assert_ne!(code(&out), 0, "{what}, {name}: the job must fail: {}", stderr(&out));
+            assert!(
+                !left.iter().any(|n| n.ends_with(".tar.zst")),
+                "{what}, {name}: a file under the final name: {left:?}"
+            );
+            assert_eq!(good, 0, "{what}, {name}: a restic snapshot marked good");
+        }
+    }
 }
 
 #[test]
