@@ -227,3 +227,26 @@ fn documented_examples_run_against_devclusters() {
     }
     assert!(ran >= 12, "ran {ran} examples");
 }
+
+/// docs/format.md's rules for the two digests, applied to a real manifest with a generic JSON
+/// library: compact JSON of `entries`, and of every key before `manifest_sha256`.
+#[test]
+fn the_format_document_describes_the_digests() {
+    use sha2::{Digest, Sha256};
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/format.md")).unwrap();
+    assert!(doc.contains("entries_sha256") && doc.contains("manifest_sha256"));
+    let c = demo(1, 1);
+    let archive = export(&c.urls()[0], &[]);
+    let (name, bytes) = tar_entries(&archive).pop().unwrap();
+    assert_eq!(name, "MANIFEST.json", "the manifest is the last entry");
+    let m: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let hex = |b: &[u8]| Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect::<String>();
+    assert_eq!(m["entries_sha256"], hex(&serde_json::to_vec(&m["entries"]).unwrap()));
+    let mut covered = m.as_object().unwrap().clone();
+    covered.shift_remove("manifest_sha256");
+    assert_eq!(m["manifest_sha256"], hex(&serde_json::to_vec(&covered).unwrap()));
+    let keys: Vec<&str> = m.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, ["format", "version", "source", "entries", "totals", "entries_sha256", "manifest_sha256"]);
+    let pretty = serde_json::to_string_pretty(&m).unwrap() + "\n";
+    assert_eq!(pretty.as_bytes(), &bytes[..], "two-space pretty JSON and a final newline");
+}
