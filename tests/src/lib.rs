@@ -1,11 +1,13 @@
 //! Helpers for fbkit's end-to-end tests: find (or build) the real binaries, start
-//! fb-devcluster clusters in-process on loopback, run pipelines through bash.
+//! fb-devcluster clusters in-process on loopback, start real FeatureBase clusters (with
+//! `FEATUREBASE_BIN`), run pipelines through bash.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
+pub use fb_devcluster::upstream::RealCluster;
 pub use fb_devcluster::{spawn, ClusterConfig, RunningCluster};
 
 /// The directory holding fb-export, fb-import, fb-manifest, fb-verify, fb-devcluster.
@@ -114,22 +116,64 @@ pub fn have(tool: &str) -> bool {
     Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().map(|o| o.status.success()).unwrap_or(false)
 }
 
-/// A tiny deterministic PRNG for choosing offsets (splitmix64).
-pub struct Rng(pub u64);
+pub use fb_devcluster::data::SplitMix64;
 
-impl Rng {
-    /// Next value.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+/// The deterministic PRNG of the tests (offsets to cut, bits to flip): fb-devcluster's
+/// splitmix64, the one that also makes its demo data. `Rng(seed)` reads as a constructor.
+#[allow(non_snake_case)]
+pub fn Rng(seed: u64) -> SplitMix64 {
+    SplitMix64::new(seed)
+}
+
+/// Every directory and file below `dir` (not `dir` itself), sorted, so a directory comes
+/// before what it holds.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for e in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("reading {}: {e}", d.display())) {
+            let path = e.expect("directory entry").path();
+            if path.is_dir() {
+                pending.push(path.clone());
+            }
+            out.push(path);
+        }
     }
-    /// A value below `n`.
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
+    out.sort();
+    out
+}
+
+/// Copy the tree below `from` to `to` (created), files and directories.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("creating the copy");
+    for path in walk(from) {
+        let target = to.join(path.strip_prefix(from).expect("below the root"));
+        if path.is_dir() {
+            std::fs::create_dir_all(&target).expect("creating a directory");
+        } else {
+            std::fs::copy(&path, &target).unwrap_or_else(|e| panic!("copying {}: {e}", path.display()));
+        }
     }
+}
+
+/// The `featurebase` binary named by `FEATUREBASE_BIN`; `None`, saying the test is skipped,
+/// when it is unset (CI never has one).
+pub fn featurebase_bin() -> Option<PathBuf> {
+    match std::env::var_os("FEATUREBASE_BIN") {
+        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+        _ => {
+            eprintln!("skipped: set FEATUREBASE_BIN to a featurebase binary to run the real-cluster tests");
+            None
+        }
+    }
+}
+
+/// A real FeatureBase cluster of `nodes` plain-HTTP servers named `{name}1`, `{name}2`, ...
+/// with `replicas` replicas, NORMAL; a failure to start fails the test with the servers'
+/// log tail.
+pub fn real_cluster(bin: &Path, name: &str, nodes: usize, replicas: usize) -> RealCluster {
+    RealCluster::start(bin, &fb_devcluster::upstream::Config::new(name, nodes, replicas))
+        .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// A tool running in the background (for faults and signals sent while it runs); threads

@@ -13,10 +13,9 @@
 //! byte differences. (Authentication is not tried against the real binary: see below.)
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Instant;
 
 use fbkit_tests::*;
 
@@ -76,19 +75,6 @@ fn write_manifest(source: &Path, dir: &Path, name: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, &out.stdout).unwrap();
     p
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).unwrap();
-        }
-    }
 }
 
 // ---- always run: real upstream files ----
@@ -216,7 +202,7 @@ fn our_readers_decode_the_real_files_to_the_loaded_data() {
 fn deep_rejects(file: &str, offset: usize, expect: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("b");
-    copy_dir(&fixture().join("backup"), &dir);
+    copy_tree(&fixture().join("backup"), &dir);
     let target = dir.join(file);
     let mut bytes = std::fs::read(&target).unwrap();
     bytes[offset] ^= 0x01;
@@ -380,7 +366,7 @@ fn a_restore_of_real_files_differs_in_bytes_but_not_in_content() {
 
     // A real difference stays one: a key partition with other keys, in a copy of the fixture.
     let copy = t.join("backup");
-    copy_dir(&fx.join("backup"), &copy);
+    copy_tree(&fx.join("backup"), &copy);
     let parts = copy.join("indexes/users/translate");
     let mut stores: Vec<PathBuf> = std::fs::read_dir(&parts).unwrap().map(|e| e.unwrap().path()).collect();
     stores.sort();
@@ -470,119 +456,8 @@ fn summary(differ: &[String]) -> String {
 
 // ---- with FEATUREBASE_BIN: real clusters ----
 //
-// Not tried against the real binary: authentication. Upstream's `--auth.enable` needs an
-// OAuth2 identity provider (client id and secret, authorize, token, group-endpoint and
-// logout URLs, and the key its JWTs are signed with: `ValidateAuth` in its
-// server/config.go refuses to start without them), which these tests cannot stand up on
-// loopback. fbkit's token handling is covered against fb-devcluster in security.rs.
-
-pub(crate) fn featurebase_bin() -> Option<PathBuf> {
-    match std::env::var_os("FEATUREBASE_BIN") {
-        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
-        _ => {
-            eprintln!("skipped: set FEATUREBASE_BIN to a featurebase binary to run the real-cluster interop test");
-            None
-        }
-    }
-}
-
-/// `n` distinct free loopback ports (all held at once while they are chosen, so that none
-/// is handed out twice).
-pub(crate) fn free_ports(n: usize) -> Vec<u16> {
-    let held: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    held.iter().map(|l| l.local_addr().unwrap().port()).collect()
-}
-
-/// A real FeatureBase cluster on loopback: one server per node, each with its own HTTP,
-/// gRPC, etcd client and etcd peer ports and its own data and etcd directories, all named
-/// in one `--etcd.initial-cluster`. Every server is killed on drop.
-pub(crate) struct RealCluster {
-    pub(crate) servers: Vec<Child>,
-    names: Vec<String>,
-    pub(crate) urls: Vec<String>,
-    dir: tempfile::TempDir,
-}
-
-impl RealCluster {
-    /// Start `nodes` servers with `replicas` replicas; wait (90 s at most) until every node
-    /// says NORMAL and sees all the nodes.
-    pub(crate) fn start(bin: &Path, name: &str, nodes: usize, replicas: usize) -> RealCluster {
-        let ports = free_ports(4 * nodes);
-        // Per node: HTTP, gRPC, etcd client, etcd peer.
-        let url = |node: usize, which: usize| format!("http://127.0.0.1:{}", ports[4 * node + which]);
-        let addr = |node: usize, which: usize| format!("127.0.0.1:{}", ports[4 * node + which]);
-        let names: Vec<String> = (1..=nodes).map(|i| format!("{name}{i}")).collect();
-        let initial = names.iter().enumerate().map(|(i, n)| format!("{n}={}", url(i, 3))).collect::<Vec<_>>().join(",");
-        let mut cluster =
-            RealCluster { servers: Vec::new(), names, urls: Vec::new(), dir: tempfile::tempdir().unwrap() };
-        for i in 0..nodes {
-            let node = cluster.names[i].clone();
-            let home = cluster.dir.path().join(&node);
-            let log = std::fs::File::create(cluster.dir.path().join(format!("{node}.log"))).unwrap();
-            let child = Command::new(bin)
-                .arg("server")
-                .args(["--name", &node, "--bind", &addr(i, 0), "--bind-grpc", &addr(i, 1)])
-                .args(["--data-dir", path_str(&home.join("data")), "--etcd.dir", path_str(&home.join("etcd"))])
-                .args(["--etcd.listen-client-address", &url(i, 2), "--etcd.advertise-client-address", &url(i, 2)])
-                .args(["--etcd.listen-peer-address", &url(i, 3), "--etcd.advertise-peer-address", &url(i, 3)])
-                .args(["--etcd.initial-cluster", &initial, "--cluster.replicas", &replicas.to_string()])
-                // Upstream posts a "version check-in" to analytics.featurebase.com at start;
-                // a closed loopback port keeps it on the machine.
-                .args(["--verchk-address", "http://127.0.0.1:9/verchk"])
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("starting featurebase");
-            cluster.servers.push(child);
-            cluster.urls.push(url(i, 0));
-        }
-        let deadline = Instant::now() + Duration::from_secs(90);
-        for i in 0..nodes {
-            loop {
-                let (status, body) = curl("GET", &format!("{}/status", cluster.urls[i]), None);
-                let doc: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-                let seen = doc["nodes"].as_array().map_or(0, Vec::len);
-                if status == 200 && doc["state"] == "NORMAL" && seen == nodes {
-                    break;
-                }
-                if let Some(exit) = cluster.servers[i].try_wait().unwrap() {
-                    panic!("featurebase {} exited ({exit}):\n{}", cluster.names[i], cluster.log_tail(i));
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "featurebase {} is not NORMAL with {nodes} nodes after 90 s: {status} {body}\n{}",
-                    cluster.names[i],
-                    cluster.log_tail(i)
-                );
-                std::thread::sleep(Duration::from_millis(300));
-            }
-        }
-        cluster
-    }
-
-    /// The first node's URL.
-    pub(crate) fn url(&self) -> &str {
-        &self.urls[0]
-    }
-
-    /// The last lines of one server's log (for failure messages).
-    fn log_tail(&self, node: usize) -> String {
-        let log =
-            std::fs::read_to_string(self.dir.path().join(format!("{}.log", self.names[node]))).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-}
-
-impl Drop for RealCluster {
-    fn drop(&mut self) {
-        for s in &mut self.servers {
-            let _ = s.kill();
-            let _ = s.wait();
-        }
-    }
-}
+// Started with the one launcher, `fb_devcluster::upstream` (through `real_cluster`).
+// Authentication against the real binary is tested in real.rs.
 
 /// One HTTP request with curl (60 s at most): (status, body). Status 0 when nothing
 /// answered.
@@ -701,7 +576,7 @@ fn compare_answers(clusters: &[(&str, Vec<serde_json::Value>)]) {
 /// A real 3-node cluster with replicas 2, loaded with fb-import of upstream's backuptar
 /// (no manifest; taken of another 3-node cluster).
 fn loaded_three_nodes(bin: &Path) -> RealCluster {
-    let src = RealCluster::start(bin, "src", 3, 2);
+    let src = real_cluster(bin, "src", 3, 2);
     let tar = fixture().join("backup.tar");
     let out = run("fb-import", &["--host", src.url(), "--no-manifest", "-q", "-s", path_str(&tar)], None);
     assert_eq!(code(&out), 0, "fb-import of backuptar into a real 3-node cluster: {}", stderr(&out));
@@ -778,7 +653,7 @@ fn real_three_node_cluster_fb_export_equals_upstream_backups() {
     assert_eq!(code(&out), 0, "tar: {}", stderr(&out));
     let mut columns = vec![("3-node", loaded)];
     for (what, file) in [("backup-dir", t.join("backup-dir.tar")), ("backuptar", theirs)] {
-        let dst = RealCluster::start(&bin, "one", 1, 1);
+        let dst = real_cluster(&bin, "one", 1, 1);
         let out = run("fb-import", &["--host", dst.url(), "--no-manifest", "-q", "-s", path_str(&file)], None);
         assert_eq!(code(&out), 0, "fb-import of upstream's {what} into a real 1-node cluster: {}", stderr(&out));
         columns.push((what, answers(dst.url(), what)));
@@ -806,9 +681,9 @@ fn real_restores_of_an_fb_export_stream() {
     // ignored), and as it is, with `featurebase restoretar`.
     let out = sh("mkdir d && tar -xf ours.tar -C d", t);
     assert_eq!(code(&out), 0, "tar: {}", stderr(&out));
-    let restored = RealCluster::start(&bin, "rst", 1, 1);
+    let restored = real_cluster(&bin, "rst", 1, 1);
     upstream(&bin, &["restore", "-s", path_str(&t.join("d")), "--host", restored.url()]);
-    let restoredtar = RealCluster::start(&bin, "rtar", 1, 1);
+    let restoredtar = real_cluster(&bin, "rtar", 1, 1);
     upstream(&bin, &["restoretar", "--host", restoredtar.url(), "-s", path_str(&ours)]);
     compare_answers(&[
         ("3-node", loaded),

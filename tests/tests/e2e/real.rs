@@ -21,18 +21,17 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use fb_devcluster::upstream::{Auth, Config, Tls};
 use fbkit_tests::*;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use serde_json::{json, Value};
 
-use crate::interop::{curl, data_entries, featurebase_bin, fixture, free_ports, upstream, RealCluster};
+use crate::interop::{curl, data_entries, fixture, upstream};
 
 const SHARD_WIDTH: u64 = 1 << 20;
 /// Keys of the keyed index: a keyed index allocates column IDs per key partition, so 300
@@ -75,11 +74,7 @@ fn load_keyed_and_sharded(url: &str) {
 /// `/status` of one node as JSON; Null when it does not answer within 5 s (a frozen node
 /// must not hold up a watcher).
 fn status_of(url: &str) -> Value {
-    let out = Command::new("curl")
-        .args(["-s", "-m", "5", "-H", "Accept: application/json", &format!("{url}/status")])
-        .output()
-        .expect("running curl");
-    serde_json::from_slice(&out.stdout).unwrap_or_default()
+    fb_devcluster::upstream::status(url, None, None)
 }
 
 /// "NORMAL [STARTED STARTED UNKNOWN]" for messages and logs.
@@ -112,7 +107,7 @@ struct NodeName {
 }
 
 fn node_name(c: &RealCluster, node: usize) -> NodeName {
-    let addr = c.urls[node].trim_start_matches("http://").to_string();
+    let addr = c.urls()[node].trim_start_matches("http://").to_string();
     let port: u64 = addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
     let s = status_of(c.url());
     let id = s["nodes"]
@@ -375,9 +370,18 @@ fn print_table(title: &str, header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
+/// Print a fault table, then fail the test if any case broke the rule; `test` and
+/// `started` make the line with the test's own time.
+fn report_faults(title: &str, judged: Vec<Judged>, test: &str, started: Instant) {
+    print_table(title, &FAULT_HEADER, &judged.iter().map(|j| j.row.clone()).collect::<Vec<_>>());
+    let violations: Vec<String> = judged.into_iter().flat_map(|j| j.violations).collect();
+    eprintln!("{test}: {:.1?}", started.elapsed());
+    assert!(violations.is_empty(), "{}", violations.join("\n"));
+}
+
 /// A healthy 3-node replicas-2 cluster with the keyed and sharded data, and its export.
 fn loaded_cluster(bin: &Path, name: &str, tmp: &Path) -> (RealCluster, Outcome) {
-    let c = RealCluster::start(bin, name, 3, 2);
+    let c = real_cluster(bin, name, 3, 2);
     load_keyed_and_sharded(c.url());
     let healthy = export_to_file(c.url(), &tmp.join(format!("{name}-healthy.tar")), &[]);
     assert_eq!(healthy.code, 0, "healthy export of {name}: {}", healthy.stderr);
@@ -393,12 +397,6 @@ fn loaded_cluster(bin: &Path, name: &str, tmp: &Path) -> (RealCluster, Outcome) 
     (c, healthy)
 }
 
-/// SIGKILL one server of a cluster (and reap it).
-fn kill_node(c: &mut RealCluster, node: usize) {
-    let _ = c.servers[node].kill();
-    let _ = c.servers[node].wait();
-}
-
 #[test]
 fn real_node_killed_before_an_export() {
     let Some(bin) = featurebase_bin() else { return };
@@ -409,7 +407,7 @@ fn real_node_killed_before_an_export() {
     let (mut c, healthy) = loaded_cluster(&bin, "kb", t);
     let victim = 2;
     let down = node_name(&c, victim);
-    kill_node(&mut c, victim);
+    c.kill_node(victim).expect("SIGKILL to a node");
     eprintln!("killed node {} ({}) with SIGKILL; /status now: {}", down.id, down.addr, state_line(c.url()));
 
     let t0 = Instant::now();
@@ -426,14 +424,7 @@ fn real_node_killed_before_an_export() {
     eprintln!("(b) export while DEGRADED: exit {} after {:.1?}", b.code, t0.elapsed());
     judged.push(judge("killed before (b) DEGRADED", &b, &healthy, &down, t, Allowed::Refusal(Some("DEGRADED"))));
 
-    print_table(
-        "node killed before an export",
-        &FAULT_HEADER,
-        &judged.iter().map(|j| j.row.clone()).collect::<Vec<_>>(),
-    );
-    let violations: Vec<String> = judged.into_iter().flat_map(|j| j.violations).collect();
-    eprintln!("real_node_killed_before_an_export: {:.1?}", started.elapsed());
-    assert!(violations.is_empty(), "{}", violations.join("\n"));
+    report_faults("node killed before an export", judged, "real_node_killed_before_an_export", started);
 }
 
 #[test]
@@ -453,47 +444,20 @@ fn real_node_killed_during_an_export() {
         let url = c.url().to_string();
         let down = node_name(&c, victim);
         let t0 = Instant::now();
-        let (o, at) = export_paused(&url, &["--concurrency", concurrency], PAUSE_AT, || kill_node(&mut c, victim));
+        let (o, at) = export_paused(&url, &["--concurrency", concurrency], PAUSE_AT, || {
+            c.kill_node(victim).expect("SIGKILL to a node")
+        });
         eprintln!(
             "{case}: {at}; killed node {} ({}); exit {} after {:.1?}; /status of a live node: {}",
             down.id,
             down.addr,
             o.code,
             t0.elapsed(),
-            state_line(&c.urls[if victim == 0 { 1 } else { 0 }])
+            state_line(&c.urls()[if victim == 0 { 1 } else { 0 }])
         );
         judged.push(judge(case, &o, &healthy, &down, t, Allowed::Refusal(Some("DEGRADED"))));
     }
-    print_table(
-        "node killed during an export",
-        &FAULT_HEADER,
-        &judged.iter().map(|j| j.row.clone()).collect::<Vec<_>>(),
-    );
-    let violations: Vec<String> = judged.into_iter().flat_map(|j| j.violations).collect();
-    eprintln!("real_node_killed_during_an_export: {:.1?}", started.elapsed());
-    assert!(violations.is_empty(), "{}", violations.join("\n"));
-}
-
-/// A process stopped with SIGSTOP; SIGCONT when resumed or dropped (so a failing test
-/// leaves nothing frozen; the cluster's own drop then kills it).
-struct Frozen(Option<i32>);
-
-impl Frozen {
-    fn stop(pid: u32) -> Frozen {
-        kill(Pid::from_raw(pid as i32), Signal::SIGSTOP).expect("SIGSTOP");
-        Frozen(Some(pid as i32))
-    }
-    fn resume(&mut self) {
-        if let Some(pid) = self.0.take() {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
-        }
-    }
-}
-
-impl Drop for Frozen {
-    fn drop(&mut self) {
-        self.resume();
-    }
+    report_faults("node killed during an export", judged, "real_node_killed_during_an_export", started);
 }
 
 /// Records every change of a cluster's `/status` (state and node states) until stopped.
@@ -545,19 +509,18 @@ fn real_node_frozen_with_sigstop() {
     let url = c.url().to_string();
     let victim = 2;
     let down = node_name(&c, victim);
-    let pid = c.servers[victim].id();
     let flags = ["--header-timeout", "2s", "--retry-period", "20s", "-v"];
     let mut judged = Vec::new();
 
     // Frozen for 5 s, then resumed: the export waits for it and completes.
     let file = t.join("resumed.tar");
     let watch = StateWatch::start(&url);
-    let mut frozen = Frozen::stop(pid);
+    c.freeze_node(victim).expect("SIGSTOP to a node");
     let mut args = vec!["--host", url.as_str(), "-q", "-o", path_str(&file)];
     args.extend_from_slice(&flags);
     let export = Background::start("fb-export", &args, &[]);
     std::thread::sleep(Duration::from_secs(5));
-    frozen.resume();
+    c.resume_node(victim).expect("SIGCONT to a node");
     let (exit, _, stderr) = export.finish(EXPORT_LIMIT);
     let bytes = std::fs::read(&file).unwrap_or_default();
     let o = Outcome { code: exit, names: tar_names(&bytes), stderr, bytes };
@@ -602,18 +565,15 @@ fn real_node_frozen_with_sigstop() {
     eprintln!("NORMAL again after {normal:?}: {}", state_line(&url));
     assert!(normal.is_some(), "the cluster is NORMAL within 60 s of SIGCONT");
     let watch = StateWatch::start(&url);
-    let frozen = Frozen::stop(pid);
+    c.freeze_node(victim).expect("SIGSTOP to a node");
     let t0 = Instant::now();
     let o = export_to_file(&url, &t.join("frozen.tar"), &flags);
     eprintln!("node frozen for good: exit {} after {:.1?}; /status: {:?}", o.code, t0.elapsed(), watch.finish());
     print_stderr("SIGSTOP, left frozen", &o.stderr);
     judged.push(judge("SIGSTOP, left frozen", &o, &healthy, &down, t, Allowed::Refusal(None)));
-    drop(frozen);
+    c.resume_node(victim).expect("SIGCONT to a node");
 
-    print_table("node frozen with SIGSTOP", &FAULT_HEADER, &judged.iter().map(|j| j.row.clone()).collect::<Vec<_>>());
-    let violations: Vec<String> = judged.into_iter().flat_map(|j| j.violations).collect();
-    eprintln!("real_node_frozen_with_sigstop: {:.1?}", started.elapsed());
-    assert!(violations.is_empty(), "{}", violations.join("\n"));
+    report_faults("node frozen with SIGSTOP", judged, "real_node_frozen_with_sigstop", started);
 }
 
 // ---- authentication (protocol notes §8) ----
@@ -778,80 +738,6 @@ fn curl_tls(method: &str, url: &str, ca: &Path, token: Option<&str>) -> (u16, St
     (status.trim().parse().unwrap_or(0), body.to_string())
 }
 
-/// A 1-node FeatureBase with TLS and `--auth.enable`, its identity provider being
-/// [`GroupEndpoint`]. Killed on drop.
-struct AuthServer {
-    server: KillOnDrop,
-    url: String,
-    log: PathBuf,
-}
-
-impl AuthServer {
-    fn start(bin: &Path, dir: &Path, idp: &str, admin: &str) -> AuthServer {
-        let ports = free_ports(4);
-        let https = |i: usize| format!("https://127.0.0.1:{}", ports[i]);
-        let log = dir.join("featurebase.log");
-        let file = std::fs::File::create(&log).unwrap();
-        let at = |name: &str| path_str(&dir.join(name)).to_string();
-        let child = Command::new(bin)
-            .arg("server")
-            .args(["--name", "auth1", "--bind", &https(0), "--bind-grpc", &format!("127.0.0.1:{}", ports[1])])
-            .args(["--data-dir", &at("data"), "--etcd.dir", &at("etcd")])
-            .args(["--etcd.listen-client-address", &https(2), "--etcd.advertise-client-address", &https(2)])
-            .args(["--etcd.listen-peer-address", &https(3), "--etcd.advertise-peer-address", &https(3)])
-            .args(["--etcd.initial-cluster", &format!("auth1={}", https(3))])
-            .args(["--verchk-address", "http://127.0.0.1:9/verchk"])
-            .args([
-                "--tls.certificate",
-                &at("cert.pem"),
-                "--tls.key",
-                &at("key.pem"),
-                "--tls.ca-certificate",
-                &at("ca.pem"),
-            ])
-            .args(["--auth.enable", "--auth.client-id", "fbkit-test", "--auth.client-secret", "not-a-secret"])
-            .args(["--auth.authorize-url", &format!("{idp}/authorize"), "--auth.token-url", &format!("{idp}/token")])
-            .args([
-                "--auth.group-endpoint-url",
-                &format!("{idp}/groups"),
-                "--auth.logout-url",
-                &format!("{idp}/logout"),
-            ])
-            .args(["--auth.redirect-base-url", &https(0), "--auth.scopes", "openid"])
-            .args(["--auth.secret-key", &"5e".repeat(32), "--auth.permissions", &at("permissions.yaml")])
-            .args(["--auth.query-log-path", &at("query.log")])
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .expect("starting featurebase with auth");
-        let mut server = AuthServer { server: KillOnDrop(child), url: https(0), log };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let (status, body) = curl_tls("GET", &format!("{}/status", server.url), &dir.join("ca.pem"), Some(admin));
-            if status == 200 && body.contains("\"NORMAL\"") {
-                break;
-            }
-            if let Some(exit) = server.server.0.try_wait().unwrap() {
-                panic!("featurebase with auth exited ({exit}):\n{}", server.log_tail());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "featurebase with auth not NORMAL after 60 s: {status} {body}\n{}",
-                server.log_tail()
-            );
-            std::thread::sleep(Duration::from_millis(300));
-        }
-        server
-    }
-
-    fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-}
-
 /// Index names in a schema document.
 fn index_names(schema: &[u8]) -> Vec<String> {
     let doc: Value = serde_json::from_slice(schema).unwrap_or_default();
@@ -884,8 +770,17 @@ fn real_auth_admin_reader_expired_and_no_token() {
     let admin = jwt(&json!({"oid": "u-admin", "name": "ops", "exp": now + 3600, "groups": ["fbkit-admins"]}));
     let reader = jwt(&json!({"oid": "u-reader", "name": "analyst", "exp": now + 3600, "groups": ["fbkit-readers"]}));
     let expired = jwt(&json!({"oid": "u-admin", "name": "ops", "exp": now - 3600, "groups": ["fbkit-admins"]}));
-    let server = AuthServer::start(&bin, t, &idp.url, &admin);
-    let url = server.url.clone();
+    // A 1-node FeatureBase with TLS and `--auth.enable`, its identity provider being
+    // [`GroupEndpoint`].
+    let mut config = Config::new("auth", 1, 1);
+    config.tls = Some(Tls { certificate: t.join("cert.pem"), key: t.join("key.pem"), ca_certificate: ca.clone() });
+    config.auth = Some(Auth {
+        identity_provider: idp.url.clone(),
+        permissions: t.join("permissions.yaml"),
+        admin_token: admin.clone(),
+    });
+    let server = RealCluster::start(&bin, &config).unwrap_or_else(|e| panic!("featurebase with auth: {e:#}"));
+    let url = server.url().to_string();
     let who: [(&str, Option<&str>); 4] =
         [("read-only", Some(&reader)), ("expired", Some(&expired)), ("none", None), ("admin", Some(&admin))];
     // What the server itself answers each token.
@@ -1145,7 +1040,7 @@ fn real_every_field_type_through_every_restorer() {
     let t = tmp.path();
     let mut failures = Vec::new();
 
-    let src = RealCluster::start(&bin, "ft", 3, 2);
+    let src = real_cluster(&bin, "ft", 3, 2);
     let url = src.url().to_string();
     post_ok(&url, "/index/all", "");
     for (field, options) in FIELDS {
@@ -1197,7 +1092,7 @@ fn real_every_field_type_through_every_restorer() {
     let mut columns: Vec<(String, Vec<String>)> = vec![("source 3n r2".into(), source_answers.clone())];
     let mut schema_rows = Vec::new();
     for (what, nodes, replicas) in [("fb-import 1n", 1, 1), ("fb-import 5n r3", 5, 3), ("restoretar 1n", 1, 1)] {
-        let dst = RealCluster::start(&bin, &format!("r{nodes}{}", columns.len()), nodes, replicas);
+        let dst = real_cluster(&bin, &format!("r{nodes}{}", columns.len()), nodes, replicas);
         let note = if what.starts_with("fb-import") {
             let out = run("fb-import", &["--host", dst.url(), "-s", path_str(&ours)], None);
             let c = code(&out);
