@@ -6,6 +6,8 @@
 //! restoretar on a real cluster (with a featurebase binary you built).
 
 mod bench;
+mod clusters;
+mod process;
 mod man;
 mod upstream;
 

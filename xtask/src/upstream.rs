@@ -7,13 +7,16 @@
 //! Data: the fb-devcluster demo set with padded shards, exported with fb-export and loaded
 //! into a real 3-node replicas-2 cluster with fb-import.
 
-use std::fs::{self, File};
-use std::net::TcpListener;
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, ensure, Result};
+use fb_devcluster::upstream::{Config, RealCluster};
+
+use crate::clusters::DevCluster;
+use crate::process::{release_binaries, Runner};
 
 /// `cargo xtask bench-upstream` flags.
 #[derive(Debug, clap::Args)]
@@ -35,103 +38,27 @@ pub struct UpstreamArgs {
 /// Longest any one command may run.
 const LIMIT: Duration = Duration::from_secs(600);
 
-/// A real FeatureBase cluster on loopback; every server is killed on drop.
-struct RealCluster {
-    servers: Vec<Child>,
-    url: String,
-    dir: PathBuf,
+/// A real `nodes`-node cluster with `replicas` replicas, its directory in `root`.
+fn real_cluster(fb: &Path, root: &Path, name: &str, nodes: usize, replicas: usize) -> Result<RealCluster> {
+    let mut config = Config::new(name, nodes, replicas);
+    config.parent_dir = Some(root.to_path_buf());
+    RealCluster::start(fb, &config)
 }
 
-impl RealCluster {
-    fn start(bin: &Path, root: &Path, name: &str, nodes: usize, replicas: usize) -> Result<RealCluster> {
-        let dir = root.join(name);
-        fs::create_dir_all(&dir)?;
-        // Hold every port at once while choosing, so none is handed out twice.
-        let held: Vec<TcpListener> =
-            (0..4 * nodes).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
-        let ports: Vec<u16> = held.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<Result<_, _>>()?;
-        drop(held);
-        let url = |n: usize, k: usize| format!("http://127.0.0.1:{}", ports[4 * n + k]);
-        let addr = |n: usize, k: usize| format!("127.0.0.1:{}", ports[4 * n + k]);
-        let initial = (0..nodes).map(|n| format!("{name}{n}={}", url(n, 3))).collect::<Vec<_>>().join(",");
-        let mut cluster = RealCluster { servers: Vec::new(), url: url(0, 0), dir: dir.clone() };
-        for n in 0..nodes {
-            let home = dir.join(format!("n{n}"));
-            let log = File::create(dir.join(format!("n{n}.log")))?;
-            let child = Command::new(bin)
-                .arg("server")
-                .args(["--name", &format!("{name}{n}"), "--bind", &addr(n, 0), "--bind-grpc", &addr(n, 1)])
-                .arg("--data-dir")
-                .arg(home.join("data"))
-                .arg("--etcd.dir")
-                .arg(home.join("etcd"))
-                .args(["--etcd.listen-client-address", &url(n, 2), "--etcd.advertise-client-address", &url(n, 2)])
-                .args(["--etcd.listen-peer-address", &url(n, 3), "--etcd.advertise-peer-address", &url(n, 3)])
-                .args(["--etcd.initial-cluster", &initial, "--cluster.replicas", &replicas.to_string()])
-                // Keep upstream's start-up "version check-in" on the machine (a closed port).
-                .args(["--verchk-address", "http://127.0.0.1:9/verchk"])
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .spawn()
-                .with_context(|| format!("starting {}", bin.display()))?;
-            cluster.servers.push(child);
-        }
-        let deadline = Instant::now() + Duration::from_secs(120);
-        for n in 0..nodes {
-            loop {
-                let out = Command::new("curl")
-                    .args(["-s", "-m", "5", "-H", "Accept: application/json", &format!("{}/status", url(n, 0))])
-                    .output()?;
-                let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-                if doc["state"] == "NORMAL" && doc["nodes"].as_array().map_or(0, Vec::len) == nodes {
-                    break;
-                }
-                if let Some(status) = cluster.servers[n].try_wait()? {
-                    bail!("featurebase node {n} of {name} exited ({status}); see {}", dir.display());
-                }
-                ensure!(Instant::now() < deadline, "{name} was not NORMAL within 120 s; see {}", dir.display());
-                std::thread::sleep(Duration::from_millis(300));
-            }
-        }
-        Ok(cluster)
-    }
-
-    fn host(&self) -> &str {
-        &self.url
-    }
-}
-
-impl Drop for RealCluster {
-    fn drop(&mut self) {
-        for s in &mut self.servers {
-            let _ = s.kill();
-            let _ = s.wait();
-        }
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Run `cmd` to completion (stdout discarded unless redirected by the caller); its wall time.
-fn timed(mut cmd: Command, what: &str) -> Result<f64> {
-    let started = Instant::now();
-    let mut child = cmd.stdin(Stdio::null()).spawn().with_context(|| format!("starting {what}"))?;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            ensure!(status.success(), "{what} failed ({status})");
-            return Ok(started.elapsed().as_secs_f64());
-        }
-        if started.elapsed() > LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("{what} did not finish within {LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+/// The wall time of one command run to completion.
+fn timed(runner: &mut Runner, cmd: Command) -> Result<f64> {
+    Ok(runner.run_to_null(cmd)?.secs)
 }
 
 fn best(times: &[f64]) -> f64 {
     times.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+/// One row of the table: fbkit's best time against upstream's for the same work.
+struct Versus {
+    figure: &'static str,
+    fbkit: f64,
+    upstream: f64,
 }
 
 /// Run the side-by-side benchmark.
@@ -141,41 +68,28 @@ pub fn run(root: &Path, args: UpstreamArgs) -> Result<()> {
         None => bail!("give --featurebase PATH or set FEATUREBASE_BIN to a featurebase binary you built"),
     };
     ensure!(fb.is_file(), "{}: no such file", fb.display());
-    if !args.no_build {
-        let status =
-            Command::new(env!("CARGO")).args(["build", "--release", "--bins", "--quiet"]).current_dir(root).status()?;
-        ensure!(status.success(), "cargo build --release failed");
-    }
-    let bin = root.join("target/release");
+    let bin = release_binaries(root, !args.no_build)?;
     let tmp = tempfile::Builder::new().prefix("fbkit-bench-upstream.").tempdir()?;
     let t = tmp.path();
+    let mut runner = Runner::new(t.join("logs"), LIMIT)?;
     let started = Instant::now();
     let note = |what: &str| eprintln!("bench-upstream [{:5.1}s]: {what}", started.elapsed().as_secs_f64());
 
     note(&format!("demo data: 12 shards of {} MiB from fb-devcluster", args.shard_mib));
     let demo = t.join("demo.tar");
     {
-        let mut dev = Command::new(bin.join("fb-devcluster"))
-            .args(["--nodes", "1", "--port", "0", "--demo", "--demo-shard-bytes", &(args.shard_mib << 20).to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(dev.stdout.take().context("stdout")?), &mut line)?;
+        let log = runner.log_path("demo-cluster");
+        let dev = DevCluster::start(&bin.join("fb-devcluster"), t.join("demo"), log, 1, 1, Some(args.shard_mib << 20))?;
         let mut export = Command::new(bin.join("fb-export"));
-        export.args(["--host", line.trim(), "-q", "-o"]).arg(&demo);
-        let result = timed(export, "fb-export of the demo cluster");
-        let _ = dev.kill();
-        let _ = dev.wait();
-        result?;
+        export.args(["--host", dev.host(), "-q", "-o"]).arg(&demo);
+        timed(&mut runner, export)?;
     }
 
     note("starting a real 3-node replicas-2 cluster and loading it with fb-import");
-    let src = RealCluster::start(&fb, t, "src", 3, 2)?;
+    let src = real_cluster(&fb, t, "src", 3, 2)?;
     let mut load = Command::new(bin.join("fb-import"));
-    load.args(["--host", src.host(), "-q", "--concurrency", "4", "-s"]).arg(&demo);
-    timed(load, "fb-import into the real cluster")?;
+    load.args(["--host", src.url(), "-q", "--concurrency", "4", "-s"]).arg(&demo);
+    timed(&mut runner, load)?;
 
     // backuptar does not fsync its output: fb-export runs with --no-sync to do the same work,
     // and once more with its default (file and directory fsynced) for the price of that.
@@ -189,16 +103,16 @@ pub fn run(root: &Path, args: UpstreamArgs) -> Result<()> {
         ));
         let _ = fs::remove_file(&theirs);
         let mut cmd = Command::new(&fb);
-        cmd.args(["backuptar", "--host", src.host(), "-o"]).arg(&theirs).stdout(Stdio::null()).stderr(Stdio::null());
-        backuptar.push(timed(cmd, "featurebase backuptar")?);
+        cmd.args(["backuptar", "--host", src.url(), "-o"]).arg(&theirs);
+        backuptar.push(timed(&mut runner, cmd)?);
         for (c, sync, times) in [(1, false, &mut export1), (4, false, &mut export4), (1, true, &mut export_sync)] {
             let mut cmd = Command::new(bin.join("fb-export"));
-            cmd.args(["--host", src.host(), "-q", "--concurrency", &c.to_string()]);
+            cmd.args(["--host", src.url(), "-q", "--concurrency", &c.to_string()]);
             if !sync {
                 cmd.arg("--no-sync");
             }
             cmd.arg("-o").arg(&ours);
-            times.push(timed(cmd, "fb-export")?);
+            times.push(timed(&mut runner, cmd)?);
         }
     }
     let archive_bytes = fs::metadata(&ours)?.len();
@@ -212,22 +126,21 @@ pub fn run(root: &Path, args: UpstreamArgs) -> Result<()> {
             args.reps
         ));
         for (what, times) in [("restoretar", &mut restoretar), ("import1", &mut import1), ("import4", &mut import4)] {
-            let dst = RealCluster::start(&fb, t, "dst", 3, 2)?;
+            let dst = real_cluster(&fb, t, "dst", 3, 2)?;
             let cmd = match what {
                 "restoretar" => {
                     let mut cmd = Command::new(&fb);
-                    cmd.args(["restoretar", "--host", dst.host(), "-s"]).arg(&theirs);
-                    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+                    cmd.args(["restoretar", "--host", dst.url(), "-s"]).arg(&theirs);
                     cmd
                 }
                 _ => {
                     let c = if what == "import1" { "1" } else { "4" };
                     let mut cmd = Command::new(bin.join("fb-import"));
-                    cmd.args(["--host", dst.host(), "-q", "--concurrency", c, "-s"]).arg(&ours);
+                    cmd.args(["--host", dst.url(), "-q", "--concurrency", c, "-s"]).arg(&ours);
                     cmd
                 }
             };
-            times.push(timed(cmd, what)?);
+            times.push(timed(&mut runner, cmd)?);
         }
     }
 
@@ -240,31 +153,25 @@ pub fn run(root: &Path, args: UpstreamArgs) -> Result<()> {
         archive_bytes as f64 / (1 << 20) as f64,
         args.reps
     );
+    let rows = [
+        Versus { figure: "fb-export -c 1 --no-sync vs backuptar", fbkit: e1, upstream: b },
+        Versus { figure: "fb-export -c 4 --no-sync vs backuptar", fbkit: e4, upstream: b },
+        Versus { figure: "fb-export -c 1 (fsync, the default) vs backuptar (no fsync)", fbkit: es, upstream: b },
+        Versus { figure: "fb-import -c 1 vs restoretar", fbkit: i1, upstream: r },
+        Versus { figure: "fb-import -c 4 vs restoretar", fbkit: i4, upstream: r },
+    ];
     println!("| figure | fbkit | upstream | ratio |");
     println!("|---|---|---|---|");
-    println!(
-        "| fb-export -c 1 --no-sync vs backuptar | {:.2} s, {:.0} MB/s | {:.2} s | {:.2}x |",
-        e1,
-        mb(e1),
-        b,
-        b / e1
-    );
-    println!(
-        "| fb-export -c 4 --no-sync vs backuptar | {:.2} s, {:.0} MB/s | {:.2} s | {:.2}x |",
-        e4,
-        mb(e4),
-        b,
-        b / e4
-    );
-    println!(
-        "| fb-export -c 1 (fsync, the default) vs backuptar (no fsync) | {:.2} s, {:.0} MB/s | {:.2} s | {:.2}x |",
-        es,
-        mb(es),
-        b,
-        b / es
-    );
-    println!("| fb-import -c 1 vs restoretar | {:.2} s, {:.0} MB/s | {:.2} s | {:.2}x |", i1, mb(i1), r, r / i1);
-    println!("| fb-import -c 4 vs restoretar | {:.2} s, {:.0} MB/s | {:.2} s | {:.2}x |", i4, mb(i4), r, r / i4);
+    for row in &rows {
+        println!(
+            "| {} | {:.2} s, {:.0} MB/s | {:.2} s | {:.2}x |",
+            row.figure,
+            row.fbkit,
+            mb(row.fbkit),
+            row.upstream,
+            row.upstream / row.fbkit
+        );
+    }
     println!(
         "summary: fb-export {:.2}x/{:.2}x backuptar (c=1/c=4), fb-import {:.2}x/{:.2}x restoretar; bench took {:.0} s",
         b / e1,
