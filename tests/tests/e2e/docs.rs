@@ -250,3 +250,165 @@ fn the_format_document_describes_the_digests() {
     let pretty = serde_json::to_string_pretty(&m).unwrap() + "\n";
     assert_eq!(pretty.as_bytes(), &bytes[..], "two-space pretty JSON and a final newline");
 }
+
+/// A real sshd on 127.0.0.1 with its own host key, config and client key: `ssh vault CMD`
+/// runs CMD over it, in the vault directory.
+struct Sshd {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+}
+
+impl Sshd {
+    fn start() -> Option<Sshd> {
+        let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd"].into_iter().find(|p| std::path::Path::new(p).exists())?;
+        if !have("ssh") || !have("ssh-keygen") {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let user = String::from_utf8(std::process::Command::new("id").arg("-un").output().unwrap().stdout).unwrap();
+        let setup = format!(
+            "set -e; mkdir -p vault; [ \"$(id -u)\" != 0 ] || mkdir -p /run/sshd
+             ssh-keygen -q -t ed25519 -N '' -f host_key; ssh-keygen -q -t ed25519 -N '' -f client_key
+             cp client_key.pub authorized_keys; chmod 600 authorized_keys
+             cat > sshd_config <<EOT
+Port {port}
+ListenAddress 127.0.0.1
+HostKey {d}/host_key
+PidFile {d}/sshd.pid
+AuthorizedKeysFile {d}/authorized_keys
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+StrictModes no
+UsePAM no
+EOT
+             cat > ssh_config <<EOT
+Host vault
+  HostName 127.0.0.1
+  Port {port}
+  User {user}
+  IdentityFile {d}/client_key
+  IdentitiesOnly yes
+  StrictHostKeyChecking no
+  UserKnownHostsFile {d}/known_hosts
+  BatchMode yes
+  LogLevel ERROR
+EOT",
+            user = user.trim()
+        );
+        let out = sh(&setup, dir.path());
+        assert_eq!(code(&out), 0, "sshd setup: {}", stderr(&out));
+        let child = std::process::Command::new(sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(dir.path().join("sshd_config"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let s = Sshd { child, dir };
+        wait_until(std::time::Duration::from_secs(20), "sshd answers", || {
+            code(&sh(&format!("{}\nssh vault true", s.prelude()), s.dir.path())) == 0
+        });
+        Some(s)
+    }
+
+    fn vault(&self) -> std::path::PathBuf {
+        self.dir.path().join("vault")
+    }
+
+    /// `ssh HOST CMD` through this sshd, CMD run in the vault directory.
+    fn prelude(&self) -> String {
+        format!(
+            "ssh() {{ local host=$1; shift; command ssh -F '{}/ssh_config' \"$host\" \"cd '{}' && $*\"; }}",
+            self.dir.path().display(),
+            self.vault().display()
+        )
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The nightly recipe over a real sshd: it works, and when the source loses its nodes
+/// mid-stream, the vault's disk is full or the vault's session is killed, the job exits
+/// non-zero and nothing is under the final name.
+#[test]
+fn the_nightly_recipe_over_a_real_sshd() {
+    if !have("zstd") {
+        eprintln!("skipped: the recipes need zstd");
+        return;
+    }
+    let Some(sshd) = Sshd::start() else {
+        eprintln!("skipped: no sshd/ssh/ssh-keygen on this machine (.ci/run installs openssh-server)");
+        return;
+    };
+    let recipes = recipes();
+    let nightly = {
+        let from = recipes.find("# Nightly backup").expect("the nightly recipe");
+        let block = &recipes[from..];
+        block[..block.find("\n\n").unwrap()].to_string()
+    };
+    let final_files = || -> Vec<String> {
+        std::fs::read_dir(sshd.vault())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tar.zst"))
+            .collect()
+    };
+    let clear = || {
+        for e in std::fs::read_dir(sshd.vault()).unwrap() {
+            let _ = std::fs::remove_file(e.unwrap().path());
+        }
+    };
+    let run_job = |db1: &RunningCluster, setup: &str| -> (i32, String) {
+        let host = db1.urls()[0].trim_start_matches("http://").to_string();
+        let script = format!(
+            "{}\nset +e\nday=$(date +%F)\n{setup}\n{}\nset -- $? \"${{PIPESTATUS[@]}}\"\necho \"rc=$1 stages=${{*:2}}\"\nexit $1",
+            sshd.prelude(),
+            nightly.replace("db1:10101", &host)
+        );
+        let out = sh(&script, sshd.dir.path());
+        (code(&out), String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or("").to_string())
+    };
+    println!("case (real sshd) | stage exit statuses | job exit | left on the vault");
+    // It works, and the archive on the vault verifies.
+    let db1 = demo(3, 2);
+    let (rc, stages) = run_job(&db1, "");
+    println!("healthy | {stages} | {rc} | {:?}", final_files());
+    assert_eq!(rc, 0, "{stages}");
+    let name = final_files().pop().expect("the backup under its final name");
+    let v = sh(&format!("zstd -dc vault/{name} | fb-verify -q"), sshd.dir.path());
+    assert_eq!(code(&v), 0, "{}", stderr(&v));
+    clear();
+    // Source nodes lost mid-stream.
+    db1.add_fault("cut:20000:/internal/index/").unwrap();
+    let (rc, stages) = run_job(&db1, "");
+    println!("source cut mid-stream | {stages} | {rc} | {:?}", final_files());
+    assert!(rc != 0 && final_files().is_empty(), "{stages}");
+    db1.clear_faults();
+    clear();
+    // The vault's disk is full.
+    let (rc, stages) = run_job(&db1, "ln -s /dev/full vault/fb-$day.tar.zst.part");
+    println!("vault disk full | {stages} | {rc} | {:?}", final_files());
+    assert!(rc != 0 && final_files().is_empty(), "{stages}");
+    clear();
+    // The vault's session killed while the stream flows (the source trickles).
+    db1.add_fault("slow:1000000:/internal/index/").unwrap();
+    let vault = sshd.vault().display().to_string();
+    let killer = format!(
+        "(for i in $(seq 1 300); do
+           p=$(pgrep -f \"^bash -c cd '{vault}' && cat\" | head -1)
+           if [ -n \"$p\" ] && [ -s '{vault}'/fb-$day.tar.zst.part ]; then kill -9 $(ps -o ppid= -p $p) $p; exit 0; fi
+           sleep 0.1
+         done) &"
+    );
+    let (rc, stages) = run_job(&db1, &killer);
+    println!("vault session killed | {stages} | {rc} | {:?}", final_files());
+    assert!(rc != 0 && final_files().is_empty(), "{stages}");
+}
