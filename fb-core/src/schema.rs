@@ -211,9 +211,39 @@ pub struct SchemaSplit {
     pub fields: Vec<FieldToCreate>,
 }
 
-/// Options the field API decodes (upstream's `fieldOptions`, unknown keys refused); `base`
-/// is accepted there but ignored, `bitDepth` is derived.
-const FIELD_API_OPTIONS: &[&str] = &["type", "min", "max", "scale", "keys", "foreignIndex"];
+/// Options the field API decodes (upstream's `fieldOptions`, unknown keys refused), in the
+/// order they are sent; `base` is accepted there but ignored, `bitDepth` is derived, and
+/// `ttl` is a duration string there (see [`field_api_options`]).
+const FIELD_API_OPTIONS: &[&str] = &[
+    "type",
+    "cacheType",
+    "cacheSize",
+    "min",
+    "max",
+    "scale",
+    "epoch",
+    "timeUnit",
+    "timeQuantum",
+    "keys",
+    "noStandardView",
+    "foreignIndex",
+];
+
+/// A field's options as a schema holds them, turned into the `options` object of
+/// `POST /index/{i}/field/{f}`: the keys that endpoint decodes, and a non-zero `ttl` (integer
+/// nanoseconds in a schema) as the duration string it wants.
+pub fn field_api_options(opts: &Map<String, Value>) -> Value {
+    let mut out = Map::new();
+    for key in FIELD_API_OPTIONS {
+        if let Some(v) = opts.get(*key) {
+            out.insert((*key).to_string(), v.clone());
+        }
+    }
+    if let Some(ttl) = opts.get("ttl").and_then(Value::as_u64).filter(|&n| n > 0) {
+        out.insert("ttl".into(), format!("{ttl}ns").into());
+    }
+    Value::Object(out)
+}
 
 /// Whether a bound's JSON text is zero (`0`, `0.00`, `-0`).
 fn is_zero_bound(v: &Value) -> bool {
@@ -239,18 +269,10 @@ pub fn split_zero_bound_fields(bytes: &[u8]) -> Result<SchemaSplit> {
                 if !(matches!(ty, "int" | "decimal") && zero) {
                     return true;
                 }
-                let mut options = Map::new();
-                if let Some(Value::Object(o)) = opts {
-                    for key in FIELD_API_OPTIONS {
-                        if let Some(v) = o.get(*key) {
-                            options.insert((*key).to_string(), v.clone());
-                        }
-                    }
-                }
                 fields.push(FieldToCreate {
                     index: iname.clone(),
                     field: f.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
-                    options: Value::Object(options),
+                    options: opts.and_then(Value::as_object).map(field_api_options).unwrap_or_default(),
                 });
                 false
             });
