@@ -31,6 +31,12 @@ pub struct ClusterArgs {
     /// Longest wait for a node's response headers, and between two pieces of a body
     #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_duration)]
     pub header_timeout: Duration,
+    /// Cap on the bytes per second of file data, all transfers together (whatever --concurrency is):
+    /// 50M = 50 MB/s, 20MiB = 20 MiB/s, 500k, or plain bytes. fb-import counts every copy it sends (an
+    /// entry for three replicas counts three times); fb-export and fb-manifest count what they read.
+    /// Default: no limit
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub max_rate: Option<u64>,
     #[command(flatten)]
     pub tls: TlsArgs,
 }
@@ -78,6 +84,7 @@ impl ClusterArgs {
             retry_period: self.retry_period,
             header_timeout: self.header_timeout,
             concurrency: usize::from(self.concurrency),
+            max_rate: self.max_rate,
         })
     }
 }
@@ -107,6 +114,21 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like 30s, 500ms, 2m: {e}"))
 }
 
+/// A rate in bytes per second as bytesize reads a size (`50M` = 50 MB, `20MiB`, `500k`,
+/// `1000`), with an optional `/s`; at least 1 KB/s (a lower limit would only stall a run).
+pub fn parse_rate(s: &str) -> std::result::Result<u64, String> {
+    let text = s.trim();
+    let size = text.strip_suffix("/s").unwrap_or(text).trim();
+    let bytes = size
+        .parse::<bytesize::ByteSize>()
+        .map_err(|e| format!("{s:?} is not a rate like 50M, 20MiB or 500k (bytes per second): {e}"))?
+        .as_u64();
+    if bytes < 1000 {
+        return Err(format!("{s:?} is below the smallest rate, 1k (1000 bytes per second)"));
+    }
+    Ok(bytes)
+}
+
 /// When to show progress.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Progress {
@@ -116,7 +138,11 @@ pub enum Progress {
     Always,
     /// No progress
     Never,
-    /// One JSON object per line on stderr per event (started, file, retry, failover, finished)
+    /// One JSON object per line on stderr per event: started, file, retry, failover, warning, request
+    /// (with -vv), and last finished (exit_code 0, files, bytes, seconds, manifest_sha256, totals) or
+    /// failed (exit_code, error). started.files counts the entries a success writes for certain;
+    /// optional_files the dataframes written only where the cluster has one; finished.files =
+    /// required_files (= started.files) + optional_files (those found). MANIFEST.json is not counted
     Json,
 }
 
@@ -130,7 +156,8 @@ pub struct ReportArgs {
     /// No progress and no summary line; errors are still printed
     #[arg(short, long)]
     pub quiet: bool,
-    /// More detail on stderr: -v retries and failovers, -vv every request
+    /// More detail on stderr: -v retries and failovers (warnings are always shown); -vv also every
+    /// request and every file
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
 }
@@ -153,5 +180,20 @@ mod tests {
         assert!(parse_duration("-1").is_err());
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("50M").unwrap(), 50_000_000);
+        assert_eq!(parse_rate("4M").unwrap(), 4_000_000);
+        assert_eq!(parse_rate("20MiB").unwrap(), 20 << 20);
+        assert_eq!(parse_rate("20 MiB/s").unwrap(), 20 << 20);
+        assert_eq!(parse_rate("500k").unwrap(), 500_000);
+        assert_eq!(parse_rate("1.5G").unwrap(), 1_500_000_000);
+        assert_eq!(parse_rate("1000").unwrap(), 1000);
+        assert!(parse_rate("999").is_err());
+        assert!(parse_rate("0").is_err());
+        assert!(parse_rate("fast").is_err());
+        assert!(parse_rate("-5M").is_err());
     }
 }

@@ -50,9 +50,11 @@ pub fn short_meaning(kind: ErrorKind) -> &'static str {
 }
 
 /// Print `tool: message: cause` on a line of its own (a progress bar is taken off the screen
-/// first) and return the error's exit code.
+/// first; with `--progress json` the event stream ends with `failed`) and return the error's
+/// exit code.
 pub fn fail(tool: &str, err: &Error) -> ExitCode {
     crate::report::clear_progress();
+    crate::report::json_failed(err);
     let mut stderr = std::io::stderr().lock();
     let _ = writeln!(stderr, "{tool}: {}", err.chain());
     ExitCode::from(err.exit_code())

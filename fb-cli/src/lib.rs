@@ -9,7 +9,7 @@ mod exit;
 mod report;
 mod runtime;
 
-pub use args::{export_options, parse_duration, ClusterArgs, Progress, ReportArgs, TlsArgs};
+pub use args::{export_options, parse_duration, parse_rate, ClusterArgs, Progress, ReportArgs, TlsArgs};
 pub use examples::{command_for, help_epilogue, parse_for, Example};
 pub use exit::{fail, short_meaning, ExitStatus, SUCCESS_MEANING};
 pub use report::{human_bytes, transfer_summary, Reporter};

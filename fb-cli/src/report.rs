@@ -2,8 +2,9 @@
 //! (indicatif), `--progress json` objects, and the one-line summary.
 
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use bytesize::ByteSize;
 use fb_core::events::{Event, EventSink, Events};
@@ -49,13 +50,38 @@ fn style_planned() -> ProgressStyle {
     .progress_chars("=> ")
 }
 
+/// The reporter of this run when it writes `--progress json`, so that [`json_failed`] (called
+/// by [`crate::fail`], maybe after the tool dropped its reporter) ends the event stream with
+/// `failed`.
+static JSON_RUN: Mutex<Option<Arc<Reporter>>> = Mutex::new(None);
+
+/// End a `--progress json` event stream with `failed` (exit code, error and what was done),
+/// unless it ended already or no reporter writes JSON.
+pub(crate) fn json_failed(err: &fb_core::Error) {
+    let run = JSON_RUN.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if let Some(reporter) = run {
+        reporter.failed(err);
+    }
+}
+
 /// Turns events into lines on stderr. Never prints a token: events carry none.
+///
+/// With `--progress json` the stream of events ends with exactly one `finished` (exit code
+/// 0, the totals, the manifest's digest) or `failed` (the exit code and the error) object, so
+/// a monitoring job needs nothing else.
 pub struct Reporter {
     tool: &'static str,
     verbose: u8,
     progress: Progress,
     quiet: bool,
     files: AtomicU64,
+    bytes: AtomicU64,
+    started: Instant,
+    /// The core's `finished` event, held until the tool knows its outcome (an export can
+    /// still fail renaming its file into place).
+    finished: Mutex<Option<serde_json::Value>>,
+    /// `finished` or `failed` was written.
+    concluded: AtomicBool,
     /// The progress bar, when progress is shown (`--progress always`, or auto on a terminal).
     bar: Option<ProgressBar>,
 }
@@ -78,7 +104,22 @@ impl Reporter {
             ON_SCREEN.lock().unwrap_or_else(|e| e.into_inner()).push(bar.downgrade());
             bar
         });
-        Arc::new(Reporter { tool, verbose: args.verbose, progress, quiet: args.quiet, files: AtomicU64::new(0), bar })
+        let reporter = Arc::new(Reporter {
+            tool,
+            verbose: args.verbose,
+            progress,
+            quiet: args.quiet,
+            files: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            started: Instant::now(),
+            finished: Mutex::new(None),
+            concluded: AtomicBool::new(false),
+            bar,
+        });
+        if progress == Progress::Json {
+            *JSON_RUN.lock().unwrap_or_else(|e| e.into_inner()) = Some(reporter.clone());
+        }
+        reporter
     }
 
     /// As a shared event sink.
@@ -116,12 +157,53 @@ impl Reporter {
         }
     }
 
-    /// The one-line summary on success, unless `--quiet` (or JSON progress, which has its own).
+    /// The one-line summary on success, unless `--quiet`; with JSON progress, the `finished`
+    /// event instead (see [`Reporter::succeeded`]).
     pub fn summary(&self, text: &str) {
         self.finish();
-        if !self.quiet && self.progress != Progress::Json {
+        if self.progress == Progress::Json {
+            self.succeeded();
+        } else if !self.quiet {
             self.print(text);
         }
+    }
+
+    /// The run succeeded: with JSON progress, write the `finished` event (exit code 0, files,
+    /// bytes, seconds and, where the run wrote or checked a manifest, its totals and
+    /// `manifest_sha256`). Once per run; nothing without JSON progress.
+    pub fn succeeded(&self) {
+        if self.progress != Progress::Json || self.concluded.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let held = self.finished.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let mut event = serde_json::json!({"event": "finished", "exit_code": 0});
+        let fields = held.unwrap_or_else(|| self.so_far());
+        if let (Some(event), serde_json::Value::Object(fields)) = (event.as_object_mut(), fields) {
+            event.extend(fields);
+        }
+        self.json(event);
+    }
+
+    /// The run failed: with JSON progress, write the `failed` event (exit code, error, and
+    /// the files and bytes done so far). Once per run.
+    fn failed(&self, err: &fb_core::Error) {
+        if self.progress != Progress::Json || self.concluded.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let mut event = serde_json::json!({"event": "failed", "exit_code": err.exit_code(), "error": err.chain()});
+        if let (Some(event), serde_json::Value::Object(fields)) = (event.as_object_mut(), self.so_far()) {
+            event.extend(fields);
+        }
+        self.json(event);
+    }
+
+    /// Files, bytes and seconds counted by this reporter.
+    fn so_far(&self) -> serde_json::Value {
+        serde_json::json!({
+            "files": self.files_done(),
+            "bytes": self.bytes.load(Ordering::Relaxed),
+            "seconds": self.started.elapsed().as_secs_f64(),
+        })
     }
 
     fn json(&self, value: serde_json::Value) {
@@ -140,6 +222,7 @@ impl EventSink for Reporter {
     fn event(&self, event: Event) {
         match &event {
             Event::Bytes(n) => {
+                self.bytes.fetch_add(*n, Ordering::Relaxed);
                 if let Some(bar) = &self.bar {
                     bar.inc(*n);
                 }
@@ -161,9 +244,12 @@ impl EventSink for Reporter {
         }
         if self.progress == Progress::Json {
             let v = match event {
-                Event::Started { files, planned_bytes } => {
-                    serde_json::json!({"event": "started", "files": files, "planned_bytes": planned_bytes})
-                }
+                Event::Started { files, optional_files, planned_bytes } => serde_json::json!({
+                    "event": "started",
+                    "files": files,
+                    "optional_files": optional_files,
+                    "planned_bytes": planned_bytes,
+                }),
                 Event::Request { method, url } if self.verbose >= 2 => {
                     serde_json::json!({"event": "request", "method": method, "url": url})
                 }
@@ -176,8 +262,19 @@ impl EventSink for Reporter {
                 }
                 Event::FileDone { path, size } => serde_json::json!({"event": "file", "path": path, "size": size}),
                 Event::Warning(w) => serde_json::json!({"event": "warning", "message": w}),
-                Event::Finished { files, bytes, seconds } => {
-                    serde_json::json!({"event": "finished", "files": files, "bytes": bytes, "seconds": seconds})
+                Event::Finished { files, required_files, bytes, seconds, manifest_sha256, totals } => {
+                    // Written by `succeeded` once the tool's outcome is known.
+                    let held = serde_json::json!({
+                        "files": files,
+                        "required_files": required_files,
+                        "optional_files": files - required_files.min(files),
+                        "bytes": bytes,
+                        "seconds": seconds,
+                        "manifest_sha256": manifest_sha256,
+                        "totals": totals,
+                    });
+                    *self.finished.lock().unwrap_or_else(|e| e.into_inner()) = Some(held);
+                    return;
                 }
             };
             self.json(v);
@@ -193,7 +290,7 @@ impl EventSink for Reporter {
                 self.print(&format!("{entry}: {from} failed ({reason}){to}"))
             }
             Event::Warning(w) => self.print(&format!("warning: {w}")),
-            Event::FileDone { path, size } if self.verbose >= 1 => self.print(&format!("{path} ({size} bytes)")),
+            Event::FileDone { path, size } if self.verbose >= 2 => self.print(&format!("{path} ({size} bytes)")),
             Event::Finished { .. } => self.finish(),
             _ => {}
         }

@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Event, Events};
+use crate::rate::RateLimiter;
 use crate::topology::{ClusterStatus, Node, NodeUri};
 
 /// Default FeatureBase HTTP port.
@@ -47,6 +48,8 @@ pub struct ClusterOptions {
     pub header_timeout: Duration,
     /// Files moved at once.
     pub concurrency: usize,
+    /// `--max-rate`: bytes per second of file bodies, all transfers together; `None`: no limit.
+    pub max_rate: Option<u64>,
 }
 
 impl std::fmt::Debug for ClusterOptions {
@@ -58,6 +61,7 @@ impl std::fmt::Debug for ClusterOptions {
             .field("retry_period", &self.retry_period)
             .field("header_timeout", &self.header_timeout)
             .field("concurrency", &self.concurrency)
+            .field("max_rate", &self.max_rate)
             .finish()
     }
 }
@@ -71,6 +75,7 @@ impl Default for ClusterOptions {
             retry_period: Duration::from_secs(30),
             header_timeout: Duration::from_secs(60),
             concurrency: 1,
+            max_rate: None,
         }
     }
 }
@@ -220,6 +225,8 @@ pub struct ClusterClient {
     known: Mutex<Vec<NodeUri>>,
     opts: ClusterOptions,
     events: Events,
+    /// `--max-rate`, shared by every transfer of the run.
+    rate: Option<RateLimiter>,
 }
 
 /// Why one attempt failed, and whether another attempt may help.
@@ -257,7 +264,17 @@ impl ClusterClient {
             known: Mutex::new(Vec::new()),
             opts: opts.clone(),
             events,
+            rate: opts.max_rate.map(RateLimiter::new),
         })
+    }
+
+    /// Wait until `bytes` more of a file body may move under `--max-rate` (at once without
+    /// a limit). Every body read by an export and every body sent by an import passes here,
+    /// so the limit holds for the run's total whatever `--concurrency` is.
+    pub async fn pace(&self, bytes: usize) {
+        if let Some(rate) = &self.rate {
+            rate.take(bytes).await;
+        }
     }
 
     /// The node given with `--host`.

@@ -8,9 +8,14 @@ use std::sync::Arc;
 pub enum Event {
     /// A run started.
     Started {
-        /// Files known to be moved (entries that may be absent are not counted).
+        /// Entries that will be moved, every one of them or the run fails: for an export the
+        /// schema, shards, key stores and idalloc; for an import every entry of the manifest.
+        /// `MANIFEST.json` itself is never counted.
         files: u64,
-        /// Bytes known up front, if any.
+        /// Entries moved only where they exist (an export's dataframes): at most this many
+        /// more than `files`.
+        optional_files: u64,
+        /// Bytes known up front, if any (an export's is an estimate).
         planned_bytes: Option<u64>,
     },
     /// An HTTP request is about to be sent (shown with `-v`).
@@ -51,14 +56,22 @@ pub enum Event {
     },
     /// A warning that does not stop the run.
     Warning(String),
-    /// The run finished successfully.
+    /// The run's work finished successfully (the tool may still fail after it, e.g. when
+    /// renaming its output into place; the binaries report the outcome).
     Finished {
-        /// Entries moved.
+        /// Entries moved (`MANIFEST.json` not counted).
         files: u64,
-        /// Bytes moved.
+        /// Of `files`, those that had to be there: the `files` of [`Event::Started`]. The
+        /// rest are optional entries found (an export's dataframes).
+        required_files: u64,
+        /// Bytes of entry data moved.
         bytes: u64,
         /// Wall-clock seconds.
         seconds: f64,
+        /// `manifest_sha256` of the manifest written (export) or checked (import), if any.
+        manifest_sha256: Option<String>,
+        /// That manifest's totals.
+        totals: Option<crate::manifest::Totals>,
     },
 }
 

@@ -368,9 +368,15 @@ pub async fn export<W: Write + Send + 'static>(
 ) -> Result<(W, ExportSummary)> {
     let started = Instant::now();
     let plan = plan(&client, opts).await?;
-    // Optional entries (key partitions, dataframes) may not exist: count only certain files.
-    let certain = plan.entries.iter().filter(|e| !e.optional).count() as u64 + 1;
-    client.events().event(Event::Started { files: certain, planned_bytes: plan.estimated_bytes });
+    // Dataframes are written only where the cluster has one: counted apart, so that what
+    // `files` promises is exactly what a successful run writes besides them.
+    let optional = plan.entries.iter().filter(|e| e.optional).count() as u64;
+    let required = plan.entries.len() as u64 - optional + 1; // + the schema
+    client.events().event(Event::Started {
+        files: required,
+        optional_files: optional,
+        planned_bytes: plan.estimated_bytes,
+    });
     let mtime = opts.mtime;
     let (order_tx, order_rx) =
         mpsc::channel::<(PlannedEntry, mpsc::Receiver<Piece>)>(client.options().concurrency.max(1) + 1);
@@ -428,7 +434,14 @@ pub async fn export<W: Write + Send + 'static>(
         .map_err(|_| Error::internal("the writer thread panicked"))?;
     let (out, files, bytes, manifest) = result?;
     let seconds = started.elapsed().as_secs_f64();
-    client.events().event(Event::Finished { files, bytes, seconds });
+    client.events().event(Event::Finished {
+        files,
+        required_files: required,
+        bytes,
+        seconds,
+        manifest_sha256: Some(manifest.manifest_sha256.clone()),
+        totals: Some(manifest.totals.clone()),
+    });
     Ok((out, ExportSummary { files, bytes, seconds, manifest }))
 }
 
@@ -864,6 +877,9 @@ impl Transfer<'_> {
                 if received > already {
                     self.written = received;
                 }
+                // --max-rate: the body is read no faster than the limit, so the node's sends
+                // are held back by TCP flow control, not buffered here.
+                self.client.pace(data.len()).await;
                 send_data(self.tx, &self.budget, data).await.map_err(|_| self.writer_gone())?;
             }
             if opened.ended {

@@ -332,6 +332,14 @@ pub async fn import<R: Read + Send + 'static>(
     events: Events,
 ) -> Result<ImportSummary> {
     let started_at = Instant::now();
+    if let Some(m) = &opts.manifest {
+        // Known up front (-s FILE, --manifest): every entry it lists must arrive.
+        events.event(Event::Started {
+            files: m.entries.len() as u64,
+            optional_files: 0,
+            planned_bytes: Some(m.totals.bytes),
+        });
+    }
     let targets = match client {
         Some(_) if opts.dry_run => return Err(Error::internal("a dry run was given a cluster client")),
         Some(c) => Some(Targets::connect(c, opts, &events).await?),
@@ -355,12 +363,19 @@ pub async fn import<R: Read + Send + 'static>(
         (Err(e), _) | (Ok(_), Some(e)) => return Err(e.context("import failed").with_suffix(&restore.incomplete())),
         (Ok(m), None) => m,
     };
-    let checked = restore.check_manifest(manifest_bytes).map_err(|e| e.with_suffix(&restore.incomplete()))?;
+    let manifest = restore.check_manifest(manifest_bytes).map_err(|e| e.with_suffix(&restore.incomplete()))?;
     restore.after_restore().await?;
     let seconds = started_at.elapsed().as_secs_f64();
     let (files, bytes) = (restore.seen.len() as u64, restore.bytes);
-    events.event(Event::Finished { files, bytes, seconds });
-    Ok(ImportSummary { files, bytes, seconds, checked })
+    events.event(Event::Finished {
+        files,
+        required_files: files,
+        bytes,
+        seconds,
+        manifest_sha256: manifest.as_ref().map(|m| m.manifest_sha256.clone()),
+        totals: manifest.as_ref().map(|m| m.totals.clone()),
+    });
+    Ok(ImportSummary { files, bytes, seconds, checked: manifest.is_some() })
 }
 
 /// The schema known before the stream is read (pre-scan of a file): checked against the
@@ -628,11 +643,21 @@ impl<'a> Restore<'a> {
         }
         for node in owners {
             let (tx, rx) = mpsc::channel::<std::result::Result<Bytes, std::io::Error>>(BODY_QUEUE);
-            let stream =
-                futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+            let client = Arc::clone(&targets.client);
+            // --max-rate counts every copy sent: an entry for three owners is three bodies.
+            let pacer = Arc::clone(&client);
+            let stream = futures_util::stream::unfold(rx, move |mut rx| {
+                let pacer = Arc::clone(&pacer);
+                async move {
+                    let item = rx.recv().await?;
+                    if let Ok(chunk) = &item {
+                        pacer.pace(chunk.len()).await;
+                    }
+                    Some((item, rx))
+                }
+            });
             let body = reqwest::Body::wrap_stream(stream);
             let (path, size, route) = (cur.path.to_string(), cur.size, route.clone());
-            let client = Arc::clone(&targets.client);
             self.inflight.spawn(async move {
                 client
                     .post(&node.uri, &route, body, Some(size), "application/octet-stream")
@@ -656,9 +681,9 @@ impl<'a> Restore<'a> {
         first
     }
 
-    /// Check what was read against the manifest (the stream's own, or the one given); whether
-    /// sizes and checksums were checked.
-    fn check_manifest(&self, stream_manifest: Option<Vec<u8>>) -> Result<bool> {
+    /// Check what was read against the manifest (the stream's own, or the one given); the
+    /// manifest the sizes and checksums were checked against, if any.
+    fn check_manifest(&self, stream_manifest: Option<Vec<u8>>) -> Result<Option<Manifest>> {
         let manifest = match (stream_manifest, &self.opts.manifest) {
             (Some(bytes), given) => {
                 let own = Manifest::parse(&bytes)?;
@@ -686,7 +711,7 @@ impl<'a> Restore<'a> {
         let schema = self.opts.schema.as_deref().unwrap_or(&self.schema_read);
         let paths: Vec<EntryPath> = self.seen.iter().filter_map(|(p, _, _)| EntryPath::parse(p).ok()).collect();
         check_restorable(schema, Some(&paths))?;
-        Ok(manifest.is_some())
+        Ok(manifest)
     }
 
     /// After a restore: say where the target did not keep the schema as sent, and refuse (78)

@@ -17,6 +17,7 @@ pub mod layout;
 pub mod manifest;
 pub mod output;
 pub mod preflight;
+pub mod rate;
 pub mod resume;
 pub mod schema;
 pub mod topology;

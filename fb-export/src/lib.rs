@@ -14,8 +14,8 @@ use fb_core::{Error, ErrorKind, Result};
 /// The documented examples (help, man page, and the docs test run them).
 pub const EXAMPLES: &[Example] = &[
     Example {
-        about: "Nightly backup to a remote host, compressed",
-        command: r#"fb-export --host db1:10101 | zstd | ssh vault 'cat > fb-$(date +%F).tar.zst'"#,
+        about: "Nightly backup to a remote host, compressed; renamed only when every stage succeeded",
+        command: r#"set -o pipefail; fb-export --host db1:10101 | zstd | ssh vault 'cat > fb.tar.zst.part' && ssh vault 'mv fb.tar.zst.part fb.tar.zst'"#,
     },
     Example {
         about: "Over TLS, token kept out of argv, to a file written atomically",
@@ -70,7 +70,9 @@ neither is refused (exit 76) rather than buffered."
 pub struct Cli {
     #[command(flatten)]
     pub cluster: ClusterArgs,
-    /// Write the archive to FILE (atomically: temp file, fsync, rename) instead of stdout
+    /// Write the archive to FILE (atomically: temp file, fsync, rename) instead of stdout; - is stdout
+    /// (./- for a file named -). The file gets mode 0666 less the umask, as `> FILE` would (0644 under
+    /// umask 022); run with umask 077 for a file only you can read
     #[arg(short, long, value_name = "FILE", help_heading = "Output")]
     pub output: Option<PathBuf>,
     /// With -o: skip the fsyncs of the file and its directory
@@ -104,12 +106,14 @@ const OUT_BUF: usize = 64 << 10;
 fn run_inner(cli: &Cli, reporter: &Arc<Reporter>) -> Result<fb_core::export::ExportSummary> {
     let opts = fb_cli::export_options(cli.indexes.clone())?;
     let cluster = cli.cluster.options()?;
-    if cli.output.is_none() && std::io::stdout().is_terminal() {
+    // `-o -` is stdout, as for every other tool that takes a file name.
+    let output = cli.output.as_ref().filter(|p| p.as_os_str() != "-");
+    if output.is_none() && std::io::stdout().is_terminal() {
         return Err(Error::usage("refusing to write archive bytes to a terminal; redirect stdout or use -o FILE"));
     }
     let client = Arc::new(ClusterClient::new(&cluster, reporter.events())?);
     let rt = fb_cli::runtime()?;
-    let result = (|| match &cli.output {
+    let result = (|| match output {
         Some(path) => {
             let file = AtomicFile::create(path, !cli.no_sync)?;
             let temp = file.temp_path();

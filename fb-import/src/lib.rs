@@ -132,7 +132,7 @@ fn run_inner(cli: &Cli, reporter: &Arc<Reporter>) -> Result<ImportSummary> {
                     "interrupted before any entry was complete; entries being sent were aborted".to_string()
                 } else {
                     format!(
-                        "interrupted after {sent} entries were sent: THE TARGET CLUSTER NOW HOLDS AN INCOMPLETE RESTORE (-v lists them)"
+                        "interrupted after {sent} entries were sent: THE TARGET CLUSTER NOW HOLDS AN INCOMPLETE RESTORE (-vv lists them)"
                     )
                 }))
             }

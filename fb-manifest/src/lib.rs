@@ -181,6 +181,7 @@ fn run_print(p: &PrintArgs) -> Result<ExitCode> {
     reporter.finish(); // no progress bar left on the line the manifest starts on
     let mut out = std::io::stdout().lock();
     out.write_all(&bytes).and_then(|_| out.flush()).map_err(|e| Error::io("writing the manifest to stdout", e))?;
+    reporter.succeeded();
     Ok(ExitCode::SUCCESS)
 }
 

@@ -23,7 +23,7 @@ _fb__export() {
 
     case "${cmd}" in
         fb__export)
-            opts="-o -q -v -h -V --host --auth-token --auth-token-file --concurrency --retry-period --header-timeout --tls.ca-certificate --tls.certificate --tls.key --tls.skip-verify --output --no-sync --index --progress --quiet --verbose --help --version"
+            opts="-o -q -v -h -V --host --auth-token --auth-token-file --concurrency --retry-period --header-timeout --max-rate --tls.ca-certificate --tls.certificate --tls.key --tls.skip-verify --output --no-sync --index --progress --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -50,6 +50,10 @@ _fb__export() {
                     return 0
                     ;;
                 --header-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-rate)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

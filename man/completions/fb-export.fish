@@ -4,18 +4,19 @@ complete -c fb-export -l auth-token-file -d 'Read the bearer token from this fil
 complete -c fb-export -l concurrency -d 'Files moved at once; output order and bytes do not depend on it' -r
 complete -c fb-export -l retry-period -d 'How long one idempotent request is retried (5xx, resets) before the next replica, and how long the owners of a file are asked again while the cluster still lists one as up (frozen, just died)' -r
 complete -c fb-export -l header-timeout -d 'Longest wait for a node\'s response headers, and between two pieces of a body' -r
+complete -c fb-export -l max-rate -d 'Cap on the bytes per second of file data, all transfers together (whatever --concurrency is): 50M = 50 MB/s, 20MiB = 20 MiB/s, 500k, or plain bytes. fb-import counts every copy it sends (an entry for three replicas counts three times); fb-export and fb-manifest count what they read. Default: no limit' -r
 complete -c fb-export -l tls.ca-certificate -d 'PEM file of the CA certificate(s) that signed the cluster\'s certificates' -r -F
 complete -c fb-export -l tls.certificate -d 'PEM client certificate, for clusters that require one (mTLS)' -r -F
 complete -c fb-export -l tls.key -d 'PEM private key of the client certificate' -r -F
-complete -c fb-export -s o -l output -d 'Write the archive to FILE (atomically: temp file, fsync, rename) instead of stdout' -r -F
+complete -c fb-export -s o -l output -d 'Write the archive to FILE (atomically: temp file, fsync, rename) instead of stdout; - is stdout (./- for a file named -). The file gets mode 0666 less the umask, as `> FILE` would (0644 under umask 022); run with umask 077 for a file only you can read' -r -F
 complete -c fb-export -l index -d 'Back up only this index (repeatable); an unknown name is an error' -r
 complete -c fb-export -l progress -d 'Progress on stderr' -r -f -a "auto\t'A progress line when stderr is a terminal'
 always\t'Always a progress line on stderr'
 never\t'No progress'
-json\t'One JSON object per line on stderr per event (started, file, retry, failover, finished)'"
+json\t'One JSON object per line on stderr per event: started, file, retry, failover, warning, request (with -vv), and last finished (exit_code 0, files, bytes, seconds, manifest_sha256, totals) or failed (exit_code, error). started.files counts the entries a success writes for certain; optional_files the dataframes written only where the cluster has one; finished.files = required_files (= started.files) + optional_files (those found). MANIFEST.json is not counted'"
 complete -c fb-export -l tls.skip-verify -d 'Do not verify the server\'s certificate (unsafe; off by default)'
 complete -c fb-export -l no-sync -d 'With -o: skip the fsyncs of the file and its directory'
 complete -c fb-export -s q -l quiet -d 'No progress and no summary line; errors are still printed'
-complete -c fb-export -s v -l verbose -d 'More detail on stderr: -v retries and failovers, -vv every request'
+complete -c fb-export -s v -l verbose -d 'More detail on stderr: -v retries and failovers (warnings are always shown); -vv also every request and every file'
 complete -c fb-export -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fb-export -s V -l version -d 'Print version'

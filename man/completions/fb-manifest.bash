@@ -35,7 +35,7 @@ _fb__manifest() {
 
     case "${cmd}" in
         fb__manifest)
-            opts="-q -v -h -V --format --live --host --auth-token --auth-token-file --concurrency --retry-period --header-timeout --tls.ca-certificate --tls.certificate --tls.key --tls.skip-verify --progress --quiet --verbose --help --version diff help"
+            opts="-q -v -h -V --format --live --host --auth-token --auth-token-file --concurrency --retry-period --header-timeout --max-rate --tls.ca-certificate --tls.certificate --tls.key --tls.skip-verify --progress --quiet --verbose --help --version diff help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -69,6 +69,10 @@ _fb__manifest() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --max-rate)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --tls.ca-certificate)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -93,7 +97,7 @@ _fb__manifest() {
             return 0
             ;;
         fb__subcmd__manifest__subcmd__diff)
-            opts="-q -v -h --json --content --host --auth-token --auth-token-file --concurrency --retry-period --header-timeout --tls.ca-certificate --tls.certificate --tls.key --tls.skip-verify --progress --quiet --verbose --help"
+            opts="-q -v -h --json --content --host --auth-token --auth-token-file --concurrency --retry-period --header-timeout --max-rate --tls.ca-certificate --tls.certificate --tls.key --tls.skip-verify --progress --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -120,6 +124,10 @@ _fb__manifest() {
                     return 0
                     ;;
                 --header-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-rate)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

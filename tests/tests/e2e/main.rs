@@ -6,6 +6,7 @@ mod docs;
 mod faults;
 mod hostile;
 mod interop;
+mod operator;
 mod pipelines;
 mod real;
 mod security;
