@@ -22,6 +22,7 @@ use tokio::task::JoinSet;
 
 use crate::archive::{decompress, BackupItem, BackupReader};
 use crate::client::ClusterClient;
+use crate::content::{self, Content};
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Event, Events};
 use crate::format::{declared_len, DECLARED_LEN_PREFIX};
@@ -44,6 +45,12 @@ pub struct ImportOptions {
     /// The schema, known before the stream is read (pre-scan of a file): it is sent first,
     /// wherever the stream has it (a tar of a backup directory may list it last).
     pub schema: Option<Vec<u8>>,
+    /// `--resume`: finish an interrupted restore, sending only what the target lacks or
+    /// holds differently (needs the manifest up front).
+    pub resume: bool,
+    /// Content digests of the schema, key stores and idalloc, from the pre-scan (for
+    /// `--resume`: the target rewrites those files, so they are compared by content).
+    pub contents: BTreeMap<String, Content>,
 }
 
 /// What an import did.
@@ -57,6 +64,10 @@ pub struct ImportSummary {
     pub seconds: f64,
     /// Whether sizes and checksums were checked against a manifest.
     pub checked: bool,
+    /// Entries the target already held (`--resume`), not sent again.
+    pub kept: u64,
+    /// Bytes of the entries sent (each counted once, whatever the replica count).
+    pub sent_bytes: u64,
 }
 
 /// Read buffer of the reader thread.
@@ -136,6 +147,9 @@ pub struct Prescan {
     pub manifest: Option<Manifest>,
     /// Its schema entry's bytes, if it has one.
     pub schema: Option<Vec<u8>>,
+    /// Content digests of the entries decoded for a content comparison (schema, key stores,
+    /// idalloc), when asked for.
+    pub contents: BTreeMap<String, Content>,
 }
 
 /// Largest schema entry the pre-scan keeps.
@@ -144,7 +158,7 @@ const MAX_SCHEMA: u64 = 64 << 20;
 /// Read a backup file once before the restore: every header is checked and the manifest's
 /// presence known before anything is sent (contract §5); the schema is kept so it can be
 /// sent first.
-pub fn prescan<R: Read>(input: R) -> Result<Prescan> {
+pub fn prescan<R: Read>(input: R, with_contents: bool) -> Result<Prescan> {
     let (_, reader) = decompress(input)?;
     let mut reader = BackupReader::new(reader);
     let mut buf = vec![0u8; 1 << 20];
@@ -152,7 +166,8 @@ pub fn prescan<R: Read>(input: R) -> Result<Prescan> {
     loop {
         match reader.next_item()? {
             BackupItem::Entry { path, size } => {
-                let keep = path == EntryPath::Schema && size <= MAX_SCHEMA;
+                let decode = with_contents && content::needs_bytes(path.kind()) && size <= content::CONTENT_LIMIT;
+                let keep = (path == EntryPath::Schema && size <= MAX_SCHEMA) || decode;
                 let mut bytes = Vec::new();
                 loop {
                     let n = reader.read(&mut buf)?;
@@ -163,7 +178,10 @@ pub fn prescan<R: Read>(input: R) -> Result<Prescan> {
                         bytes.extend_from_slice(&buf[..n]);
                     }
                 }
-                if keep {
+                if decode {
+                    found.contents.insert(path.to_string(), content::digest(path.kind(), &bytes));
+                }
+                if keep && path == EntryPath::Schema {
                     found.schema = Some(bytes);
                 }
             }
@@ -182,10 +200,18 @@ pub fn prescan<R: Read>(input: R) -> Result<Prescan> {
 /// finds go into `opts` (a manifest given with `--manifest` is kept). A file without a
 /// manifest is refused unless `opts.no_manifest`. From stdin nothing is read ahead.
 pub fn open_backup(source: Option<&std::path::Path>, opts: &mut ImportOptions) -> Result<Box<dyn Read + Send>> {
-    let Some(path) = source.filter(|p| p.as_os_str() != "-") else { return Ok(Box::new(std::io::stdin())) };
-    let found = prescan(std::io::BufReader::with_capacity(1 << 20, crate::verify::open_input(path)?))
+    let Some(path) = source.filter(|p| p.as_os_str() != "-") else {
+        if opts.resume {
+            return Err(Error::usage(
+                "--resume reads the backup twice (what the target holds is compared first): give it as a file with -s FILE",
+            ));
+        }
+        return Ok(Box::new(std::io::stdin()));
+    };
+    let found = prescan(std::io::BufReader::with_capacity(1 << 20, crate::verify::open_input(path)?), opts.resume)
         .map_err(|e| e.context(format!("{} (nothing was sent)", path.display())))?;
     opts.schema = found.schema;
+    opts.contents = found.contents;
     match (&opts.manifest, found.manifest) {
         (None, Some(m)) => opts.manifest = Some(m),
         (None, None) if !opts.no_manifest => {
@@ -203,6 +229,10 @@ pub fn open_backup(source: Option<&std::path::Path>, opts: &mut ImportOptions) -
 /// once per shard and key partition).
 struct Targets {
     client: Arc<ClusterClient>,
+    /// The target's schema when it already held indexes (`--force`, `--resume`).
+    existing: Option<Vec<u8>>,
+    /// What the target already holds (`--resume`).
+    held: Option<crate::resume::TargetState>,
     nodes: Vec<Node>,
     primary: Node,
     shard_owners: HashMap<(String, u64), Vec<Node>>,
@@ -227,25 +257,38 @@ impl Targets {
         }
         crate::preflight::require_admin(c).await?;
         crate::preflight::refuse_active_deletes(c, &status, "before the import").await?;
-        let schema: serde_json::Value = c.get_json(c.entry_node(), "/schema").await?;
-        let schema = Schema::from_value(schema)?;
+        let schema_json: serde_json::Value = c.get_json(c.entry_node(), "/schema").await?;
+        let schema = Schema::from_value(schema_json.clone())?;
+        let mut existing = None;
         if !schema.indexes.is_empty() {
             let names: Vec<&str> = schema.indexes.iter().map(|i| i.name.as_str()).collect();
-            if !opts.force {
+            existing = Some(
+                serde_json::to_vec(&schema_json).map_err(|e| Error::internal("encoding a schema").with_source(e))?,
+            );
+            if opts.resume {
+                events.event(Event::Warning(format!(
+                    "--resume: the target holds {}; entries it already holds are not sent again",
+                    names.join(", ")
+                )));
+            } else if !opts.force {
                 return Err(Error::precondition(format!(
-                    "the target cluster is not empty: it holds {} index(es): {}; refusing to restore into it (use --force to overwrite)",
+                    "the target cluster is not empty: it holds {} index(es): {}; refusing to restore into it (use --resume to finish an interrupted restore of this backup, --force to overwrite)",
                     names.len(),
                     names.join(", ")
                 )));
+            } else {
+                events.event(Event::Warning(format!(
+                    "--force: restoring over existing data; files of these indexes may be overwritten: {}",
+                    names.join(", ")
+                )));
             }
-            events.event(Event::Warning(format!(
-                "--force: restoring over existing data; files of these indexes may be overwritten: {}",
-                names.join(", ")
-            )));
         }
+        let held = if opts.resume { Some(crate::resume::TargetState::read(c).await?) } else { None };
         let primary = status.nodes.iter().find(|n| n.is_primary).cloned().unwrap_or_else(|| status.nodes[0].clone());
         Ok(Targets {
             client,
+            existing,
+            held,
             nodes: status.nodes,
             primary,
             shard_owners: HashMap::new(),
@@ -340,6 +383,11 @@ pub async fn import<R: Read + Send + 'static>(
             planned_bytes: Some(m.totals.bytes),
         });
     }
+    if opts.resume && opts.manifest.is_none() {
+        return Err(Error::usage(
+            "--resume needs the backup's manifest up front (-s FILE of an fb-export archive, or --manifest FILE) to tell which entries the target already holds",
+        ));
+    }
     let targets = match client {
         Some(_) if opts.dry_run => return Err(Error::internal("a dry run was given a cluster client")),
         Some(c) => Some(Targets::connect(c, opts, &events).await?),
@@ -367,6 +415,7 @@ pub async fn import<R: Read + Send + 'static>(
     restore.after_restore().await?;
     let seconds = started_at.elapsed().as_secs_f64();
     let (files, bytes) = (restore.seen.len() as u64, restore.bytes);
+    let (kept, sent_bytes) = (restore.kept, restore.sent_bytes);
     events.event(Event::Finished {
         files,
         required_files: files,
@@ -375,7 +424,7 @@ pub async fn import<R: Read + Send + 'static>(
         manifest_sha256: manifest.as_ref().map(|m| m.manifest_sha256.clone()),
         totals: manifest.as_ref().map(|m| m.totals.clone()),
     });
-    Ok(ImportSummary { files, bytes, seconds, checked: manifest.is_some() })
+    Ok(ImportSummary { files, bytes, seconds, checked: manifest.is_some(), kept, sent_bytes })
 }
 
 /// The schema known before the stream is read (pre-scan of a file): checked against the
@@ -390,7 +439,7 @@ async fn schema_up_front(bytes: &[u8], opts: &ImportOptions, targets: Option<&Ta
         opts.manifest.as_ref().map(|m| m.entries.iter().filter_map(|e| EntryPath::parse(&e.path).ok()).collect());
     check_restorable(bytes, listed.as_deref()).map_err(|e| e.with_suffix("; nothing was sent"))?;
     if let Some(t) = targets {
-        restore_schema(&t.client, &t.primary, bytes)
+        create_schema(t, bytes, opts.resume)
             .await
             .map_err(|e| e.context("sending the schema; nothing else was sent"))?;
     }
@@ -413,6 +462,10 @@ struct Restore<'a> {
     seen: Vec<(String, u64, String)>,
     current: Option<Outgoing>,
     bytes: u64,
+    /// Entries the target already held (`--resume`).
+    kept: u64,
+    /// Bytes of the entries sent.
+    sent_bytes: u64,
     /// The schema as read from the stream (when it was not known up front).
     schema_read: Vec<u8>,
 }
@@ -435,6 +488,8 @@ impl<'a> Restore<'a> {
             seen: Vec::new(),
             current: None,
             bytes: 0,
+            kept: 0,
+            sent_bytes: 0,
             schema_read: Vec::new(),
         }
     }
@@ -600,7 +655,7 @@ impl<'a> Restore<'a> {
         }
         check_restorable(&self.schema_read, None)?;
         if let Some(t) = &self.targets {
-            restore_schema(&t.client, &t.primary, &self.schema_read).await?;
+            create_schema(t, &self.schema_read, self.opts.resume).await?;
             self.sent.push("schema".into());
         }
         Ok(())
@@ -637,6 +692,17 @@ impl<'a> Restore<'a> {
         let Some(targets) = self.targets.as_mut() else {
             return Ok(()); // dry run
         };
+        // --resume: an entry the target already holds is read and checked, not sent.
+        let path = cur.path.to_string();
+        let listed = self.expected.as_ref().and_then(|e| e.get(&path));
+        if let (Some(held), Some((_, sha))) = (&targets.held, listed) {
+            if held.holds(&path, sha, self.opts.contents.get(&path)) {
+                cur.skip = true;
+                self.kept += 1;
+                return Ok(());
+            }
+        }
+        self.sent_bytes += cur.size;
         let (owners, route) = targets.for_entry(&cur.path).await?;
         if owners.is_empty() {
             return Err(Error::protocol(format!("the target cluster names no owner for {}", cur.path)));
@@ -790,6 +856,34 @@ fn check_restorable(schema: &[u8], entries: Option<&[EntryPath]>) -> Result<()> 
     Err(Error::verification(format!("the backup cannot be restored as it is: {}{more}", shown.join("; "))))
 }
 
+/// Create what the target lacks of the backup's schema. An empty target gets the whole
+/// schema ([`restore_schema`]). A target that already holds indexes (`--force`,
+/// `--resume`) gets the indexes and fields it lacks; one whose schema differs from the
+/// backup's is refused (78), and with `strict` (`--resume`) so is one with indexes or fields
+/// the backup does not have.
+async fn create_schema(t: &Targets, bytes: &[u8], strict: bool) -> Result<()> {
+    let Some(existing) = &t.existing else { return restore_schema(&t.client, &t.primary, bytes).await };
+    let steps = crate::resume::schema_steps(bytes, existing, strict)?;
+    if let Some(doc) = &steps.indexes {
+        restore_schema(&t.client, &t.primary, doc).await?;
+    }
+    for field in &steps.fields {
+        create_field(&t.client, &t.primary, field).await?;
+    }
+    Ok(())
+}
+
+/// `POST /index/{i}/field/{f}` with the field's options.
+async fn create_field(client: &ClusterClient, primary: &Node, field: &crate::schema::FieldToCreate) -> Result<()> {
+    let body = serde_json::to_vec(&serde_json::json!({ "options": field.options }))
+        .map_err(|e| Error::internal("encoding field options").with_source(e))?;
+    let route = format!("/index/{}/field/{}", field.index, field.field);
+    client
+        .post(&primary.uri, &route, reqwest::Body::from(body.clone()), Some(body.len() as u64), "application/json")
+        .await
+        .map_err(|e| e.context(format!("creating field {:?} of index {:?}", field.field, field.index)))
+}
+
 /// Create the backup's indexes and fields on the target (its primary). `POST /schema`
 /// creates them all, but reads an int or decimal bound of 0 as unset and stores ±2^63
 /// instead (upstream's `CreateFieldIfNotExistsWithOptions`); such fields are left out of
@@ -807,16 +901,8 @@ async fn restore_schema(client: &ClusterClient, primary: &Node, bytes: &[u8]) ->
             "application/json",
         )
         .await?;
-    for field in split.fields {
-        let body = serde_json::to_vec(&serde_json::json!({ "options": field.options }))
-            .map_err(|e| Error::protocol("encoding field options").with_source(e))?;
-        let route = format!("/index/{}/field/{}", field.index, field.field);
-        client
-            .post(&primary.uri, &route, reqwest::Body::from(body.clone()), Some(body.len() as u64), "application/json")
-            .await
-            .map_err(|e| {
-                e.context(format!("creating field {:?} of index {:?} (a bound of 0)", field.field, field.index))
-            })?;
+    for field in &split.fields {
+        create_field(client, primary, field).await.map_err(|e| e.context("(a bound of 0)"))?;
     }
     Ok(())
 }

@@ -35,18 +35,15 @@ impl TargetState {
         let reader_client = Arc::new(ClusterClient::new(client.options(), crate::events::silent())?);
         let (reader, writer) = std::io::pipe().map_err(|e| Error::io("creating a pipe", e))?;
         let events = crate::events::silent();
-        let scan = tokio::task::spawn_blocking(move || scan_stream(reader, ScanMode { deep: false, content: true }, &events));
+        let scan =
+            tokio::task::spawn_blocking(move || scan_stream(reader, ScanMode { deep: false, content: true }, &events));
         let exported = export(reader_client, &ExportOptions::default(), writer).await.map(|(w, _)| drop(w));
         let scan = scan.await.map_err(|e| Error::internal(format!("the scan of the target ended early: {e}")))?;
         exported.map_err(|e| e.context("reading what the target holds (an export of it)"))?;
         if let Some(e) = scan.stopped {
             return Err(e.context("reading what the target holds"));
         }
-        let entries = scan
-            .entries
-            .into_iter()
-            .map(|e| (e.path.to_string(), (hex(&e.sha256), e.content)))
-            .collect();
+        let entries = scan.entries.into_iter().map(|e| (e.path.to_string(), (hex(&e.sha256), e.content))).collect();
         Ok(TargetState { entries })
     }
 
@@ -97,9 +94,10 @@ fn one_field_doc(index: &Value, field: &Value) -> Vec<u8> {
 
 /// Compare the backup's schema with the target's: indexes and fields the target lacks are to
 /// be created; anything the target has that differs from the backup (an index or field of
-/// other options, by the content rules: stamps, owners and upstream's bound rewrite aside),
-/// or that the backup does not have, is refused (78) naming it.
-pub fn schema_steps(backup: &[u8], target: &[u8]) -> Result<SchemaSteps> {
+/// other options, by the content rules: stamps, owners and upstream's bound rewrite aside)
+/// is refused (78) naming it, and with `strict` so is an index or field the backup does not
+/// have.
+pub fn schema_steps(backup: &[u8], target: &[u8], strict: bool) -> Result<SchemaSteps> {
     let parse = |b: &[u8], what: &str| -> Result<Value> {
         serde_json::from_slice(b).map_err(|e| Error::protocol(format!("{what} is not JSON")).with_source(e))
     };
@@ -110,7 +108,7 @@ pub fn schema_steps(backup: &[u8], target: &[u8]) -> Result<SchemaSteps> {
     let mut problems = Vec::new();
     for ti in &t_list {
         let name = ti.get("name").and_then(Value::as_str).unwrap_or("");
-        if named(b.get("indexes"), name).is_none() {
+        if strict && named(b.get("indexes"), name).is_none() {
             problems.push(format!("the target has index {name:?}, which the backup does not"));
         }
     }
@@ -129,7 +127,7 @@ pub fn schema_steps(backup: &[u8], target: &[u8]) -> Result<SchemaSteps> {
         }
         for tf in ti.get("fields").and_then(Value::as_array).into_iter().flatten() {
             let fname = tf.get("name").and_then(Value::as_str).unwrap_or("");
-            if named(bi.get("fields"), fname).is_none() {
+            if strict && named(bi.get("fields"), fname).is_none() {
                 problems.push(format!("the target has field {fname:?} of index {iname:?}, which the backup does not"));
             }
         }
@@ -187,25 +185,27 @@ mod tests {
         // Index a created with c (POST /schema) but not yet age (the field API); b missing.
         let target = r#"{"indexes":[{"name":"a","createdAt":9,"options":{"keys":true,"trackExistence":true},"fields":[
             {"name":"c","createdAt":9,"owner":"","options":{"type":"set","cacheType":"ranked","cacheSize":50000,"keys":true}}]}]}"#;
-        let steps = schema_steps(BACKUP.as_bytes(), target.as_bytes()).unwrap();
+        let steps = schema_steps(BACKUP.as_bytes(), target.as_bytes(), true).unwrap();
         let indexes = String::from_utf8(steps.indexes.unwrap()).unwrap();
         assert!(indexes.contains(r#""name":"b""#) && !indexes.contains(r#""name":"a""#), "{indexes}");
         assert_eq!(steps.fields.len(), 1);
         assert_eq!(steps.fields[0].field, "age");
         assert_eq!(steps.fields[0].options["min"], 0);
-        let same = schema_steps(BACKUP.as_bytes(), BACKUP.as_bytes()).unwrap();
+        let same = schema_steps(BACKUP.as_bytes(), BACKUP.as_bytes(), true).unwrap();
         assert!(same.indexes.is_none() && same.fields.is_empty());
     }
 
     #[test]
     fn another_schema_is_refused_naming_the_difference() {
         let other = BACKUP.replace(r#""max":150"#, r#""max":99"#);
-        let e = schema_steps(BACKUP.as_bytes(), other.as_bytes()).unwrap_err();
+        let e = schema_steps(BACKUP.as_bytes(), other.as_bytes(), false).unwrap_err();
         assert_eq!(e.exit_code(), 78);
         assert!(e.message().contains("\"age\""), "{}", e.message());
         let extra = r#"{"indexes":[{"name":"z","options":{},"fields":[]}]}"#;
-        let e = schema_steps(BACKUP.as_bytes(), extra.as_bytes()).unwrap_err();
+        let e = schema_steps(BACKUP.as_bytes(), extra.as_bytes(), true).unwrap_err();
         assert!(e.message().contains("\"z\""), "{}", e.message());
+        let force = schema_steps(BACKUP.as_bytes(), extra.as_bytes(), false).unwrap();
+        assert!(force.indexes.is_some(), "--force leaves other indexes alone and creates the backup's");
     }
 
     #[test]

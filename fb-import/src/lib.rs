@@ -83,9 +83,14 @@ pub struct Cli {
     /// Accept a stream without MANIFEST.json (featurebase backuptar or backup directory)
     #[arg(long, help_heading = "Input")]
     pub no_manifest: bool,
-    /// Restore into a cluster that already holds data (its files may be overwritten)
+    /// Restore into a cluster that already holds data (its files may be overwritten); the
+    /// indexes and fields it lacks are created, and one it holds with other options is refused
     #[arg(long, help_heading = "Behaviour")]
     pub force: bool,
+    /// Finish an interrupted restore of this backup: send only the entries the target lacks or
+    /// holds differently (needs -s FILE); a target whose schema is not the backup's is refused
+    #[arg(long, help_heading = "Behaviour", conflicts_with_all = ["dry_run", "force"])]
+    pub resume: bool,
     /// Read and check everything; send nothing, do not contact the cluster
     #[arg(long, help_heading = "Behaviour")]
     pub dry_run: bool,
@@ -100,10 +105,28 @@ pub fn run(cli: Cli) -> ExitCode {
     match run_inner(&cli, &reporter) {
         Ok(s) => {
             let what = if cli.dry_run { "checked (dry run, nothing sent)" } else { "restored" };
-            reporter.summary(&format!("{what}: {}", fb_cli::transfer_summary(s.files, s.bytes, s.seconds)));
+            let resumed = if cli.resume {
+                format!("; {} entries were on the target already, {} bytes sent", s.kept, s.sent_bytes)
+            } else {
+                String::new()
+            };
+            reporter.summary(&format!("{what}: {}{resumed}", fb_cli::transfer_summary(s.files, s.bytes, s.seconds)));
             ExitCode::SUCCESS
         }
+        Err(e) if e.message().contains("INCOMPLETE RESTORE") => {
+            fb_cli::fail("fb-import", &e.with_suffix(&next_step(&cli)))
+        }
         Err(e) => fb_cli::fail("fb-import", &e),
+    }
+}
+
+/// The command that finishes a restore that broke off (`--resume` reads the backup twice, so
+/// from a pipe the stream must be saved to a file first).
+fn next_step(cli: &Cli) -> String {
+    let host = &cli.cluster.host;
+    match cli.source.as_deref().filter(|p| p.as_os_str() != "-") {
+        Some(file) => format!(". To finish it, run: fb-import --resume --host {host} -s {}", file.display()),
+        None => format!(". To finish it, save the backup to a file and run: fb-import --resume --host {host} -s FILE"),
     }
 }
 
@@ -114,6 +137,8 @@ fn run_inner(cli: &Cli, reporter: &Arc<Reporter>) -> Result<ImportSummary> {
         no_manifest: cli.no_manifest,
         manifest: cli.manifest.as_deref().map(read_manifest_file).transpose()?,
         schema: None,
+        resume: cli.resume,
+        contents: Default::default(),
     };
     let input = open_backup(cli.source.as_deref(), &mut opts)?;
     let client = if cli.dry_run {

@@ -23,7 +23,7 @@ _fb__import() {
 
     case "${cmd}" in
         fb__import)
-            opts="-s -q -v -h -V --host --auth-token --auth-token-file --concurrency --retry-period --header-timeout --max-rate --tls.ca-certificate --tls.certificate --tls.key --tls.skip-verify --source --manifest --no-manifest --force --dry-run --progress --quiet --verbose --help --version"
+            opts="-s -q -v -h -V --host --auth-token --auth-token-file --concurrency --retry-period --header-timeout --max-rate --tls.ca-certificate --tls.certificate --tls.key --tls.skip-verify --source --manifest --no-manifest --force --resume --dry-run --progress --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -9,4 +9,5 @@ mod interop;
 mod operator;
 mod pipelines;
 mod real;
+mod resume;
 mod security;
