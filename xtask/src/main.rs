@@ -7,8 +7,8 @@
 
 mod bench;
 mod clusters;
-mod process;
 mod man;
+mod process;
 mod upstream;
 
 use std::path::Path;
