@@ -67,6 +67,14 @@ export RESTIC_REPOSITORY=$PWD/vault/restic RESTIC_PASSWORD=fbkit-test
 if command -v restic >/dev/null && [ ! -d vault/restic ]; then restic init -q; fi
 "#;
 
+/// One recipe of the README: from the line starting with `start` to the next blank line.
+fn recipe_from(start: &str) -> String {
+    let recipes = recipes();
+    let from = recipes.find(start).unwrap_or_else(|| panic!("a recipe starting {start:?}"));
+    let block = &recipes[from..];
+    block[..block.find("\n\n").unwrap_or(block.len())].to_string()
+}
+
 /// The nightly recipe and the restic one, broken on purpose: the source loses its nodes in
 /// the middle of the stream, the vault's disk is full, the vault side is killed. Each job
 /// exits non-zero and nothing is left under the final name (or as a good restic snapshot).
@@ -78,17 +86,8 @@ fn broken_recipes_fail_and_leave_nothing_under_the_final_name() {
             return;
         }
     }
-    let recipes = recipes();
-    let nightly = {
-        let from = recipes.find("# Nightly backup").expect("the nightly recipe");
-        let block = &recipes[from..];
-        block[..block.find("\n\n").unwrap()].to_string()
-    };
-    let restic = {
-        let from = recipes.find("fb-export --host db1:10101 | restic").expect("the restic recipe");
-        let block = &recipes[from..];
-        block[..block.find("\n\n").unwrap_or(block.len())].to_string()
-    };
+    let nightly = recipe_from("# Nightly backup");
+    let restic = recipe_from("fb-export --host db1:10101 | restic");
     let cases: [(&str, &str, &str); 4] = [
         ("source nodes lost mid-stream", "cut:20000:/internal/index/", ""),
         ("source nodes down", "down@1 down@2", ""),
@@ -348,12 +347,7 @@ fn the_nightly_recipe_over_a_real_sshd() {
         eprintln!("skipped: no sshd/ssh/ssh-keygen on this machine (.ci/run installs openssh-server)");
         return;
     };
-    let recipes = recipes();
-    let nightly = {
-        let from = recipes.find("# Nightly backup").expect("the nightly recipe");
-        let block = &recipes[from..];
-        block[..block.find("\n\n").unwrap()].to_string()
-    };
+    let nightly = recipe_from("# Nightly backup");
     let final_files = || -> Vec<String> {
         std::fs::read_dir(sshd.vault())
             .unwrap()
