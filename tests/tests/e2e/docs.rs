@@ -62,7 +62,7 @@ fn readme_recipes_run_against_devclusters() {
 const PRELUDE: &str = r#"set -e
 ssh() { local host=$1; shift; (cd "$host" && bash -c "$*"); }
 mail() { cat > mail.txt; }
-if command -v age-keygen >/dev/null; then age-keygen -o key.txt 2>/dev/null; RECIPIENT=$(age-keygen -y key.txt); fi
+if command -v age-keygen >/dev/null; then [ -f key.txt ] || age-keygen -o key.txt 2>/dev/null; RECIPIENT=$(age-keygen -y key.txt); fi
 export RESTIC_REPOSITORY=$PWD/vault/restic RESTIC_PASSWORD=fbkit-test
 if command -v restic >/dev/null && [ ! -d vault/restic ]; then restic init -q; fi
 "#;
