@@ -10,6 +10,22 @@ use fb_core::{Error, ErrorKind};
 /// What exit 0 means, said for every tool at once (the README's table).
 pub const SUCCESS_MEANING: &str = "success; verified; identical";
 
+/// The errors a tool that reads backups and talks to a cluster can end with (fb-import,
+/// fb-manifest): every kind but [`ErrorKind::CannotCreate`], which only an output file has.
+pub const BACKUP_AND_CLUSTER_ERRORS: &[ErrorKind] = &[
+    ErrorKind::Verification,
+    ErrorKind::Usage,
+    ErrorKind::InvalidBackup,
+    ErrorKind::Truncated,
+    ErrorKind::Unavailable,
+    ErrorKind::Internal,
+    ErrorKind::Io,
+    ErrorKind::Protocol,
+    ErrorKind::Auth,
+    ErrorKind::Precondition,
+    ErrorKind::Interrupted,
+];
+
 /// One tool's exit codes: what 0 means for it, and every kind of error it can return.
 #[derive(Debug, Clone, Copy)]
 pub struct ExitStatus {

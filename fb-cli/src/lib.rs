@@ -11,6 +11,6 @@ mod runtime;
 
 pub use args::{export_options, parse_duration, parse_rate, ClusterArgs, Progress, ReportArgs, TlsArgs};
 pub use examples::{command_for, help_epilogue, parse_for, Example};
-pub use exit::{fail, short_meaning, ExitStatus, SUCCESS_MEANING};
+pub use exit::{fail, short_meaning, ExitStatus, BACKUP_AND_CLUSTER_ERRORS, SUCCESS_MEANING};
 pub use report::{human_bytes, transfer_summary, Reporter};
 pub use runtime::{export_until_interrupted, grow_pipes, interrupted, runtime, stdout_file};

@@ -9,7 +9,7 @@ use fb_cli::{ClusterArgs, Example, ExitStatus, ReportArgs, Reporter};
 use fb_core::client::ClusterClient;
 use fb_core::import::{import, open_backup, ImportOptions, ImportSummary};
 use fb_core::verify::read_manifest_file;
-use fb_core::{Error, ErrorKind, Result};
+use fb_core::{Error, Result};
 
 /// The documented examples (help, man page, and the docs test run them).
 pub const EXAMPLES: &[Example] = &[
@@ -31,19 +31,7 @@ pub const EXAMPLES: &[Example] = &[
 /// into `--help`, the man page and the README's table).
 pub const EXIT_STATUS: ExitStatus = ExitStatus {
     success: "restored (with --dry-run, every entry checked and nothing sent)",
-    kinds: &[
-        ErrorKind::Verification,
-        ErrorKind::Usage,
-        ErrorKind::InvalidBackup,
-        ErrorKind::Truncated,
-        ErrorKind::Unavailable,
-        ErrorKind::Internal,
-        ErrorKind::Io,
-        ErrorKind::Protocol,
-        ErrorKind::Auth,
-        ErrorKind::Precondition,
-        ErrorKind::Interrupted,
-    ],
+    kinds: fb_cli::BACKUP_AND_CLUSTER_ERRORS,
 };
 
 /// The clap command with its examples.

@@ -11,7 +11,7 @@ use fb_core::client::ClusterClient;
 use fb_core::compare::{compare, load_side, Comparison, Side, Source};
 use fb_core::manifest::Manifest;
 use fb_core::verify::{scan_stream, ScanMode};
-use fb_core::{Error, ErrorKind, Result};
+use fb_core::{Error, Result};
 use serde_json::{Map, Value};
 
 /// The documented examples (help, man page, and the docs test run them).
@@ -33,22 +33,8 @@ pub const EXAMPLES: &[Example] = &[
 
 /// What this tool's exit codes mean: 0, then every kind of error it can end with (rendered
 /// into `--help`, the man page and the README's table).
-pub const EXIT_STATUS: ExitStatus = ExitStatus {
-    success: "manifest printed, or diff found no difference",
-    kinds: &[
-        ErrorKind::Verification,
-        ErrorKind::Usage,
-        ErrorKind::InvalidBackup,
-        ErrorKind::Truncated,
-        ErrorKind::Unavailable,
-        ErrorKind::Internal,
-        ErrorKind::Io,
-        ErrorKind::Protocol,
-        ErrorKind::Auth,
-        ErrorKind::Precondition,
-        ErrorKind::Interrupted,
-    ],
-};
+pub const EXIT_STATUS: ExitStatus =
+    ExitStatus { success: "manifest printed, or diff found no difference", kinds: fb_cli::BACKUP_AND_CLUSTER_ERRORS };
 
 /// The clap command with its examples.
 pub fn command() -> clap::Command {
