@@ -30,6 +30,7 @@ use sha2::{Digest, Sha256};
 
 use crate::format::bolt;
 use crate::layout::EntryKind;
+use crate::schema::is_zero_bound;
 
 /// Largest entry whose content digest is computed.
 pub const CONTENT_LIMIT: u64 = 64 << 20;
@@ -73,12 +74,6 @@ impl Content {
     pub fn same_as(&self, other: &Content) -> bool {
         matches!((self, other), (Content::Digest(a), Content::Digest(b)) if a == b)
     }
-}
-
-/// Whether a JSON number is zero, by its text (`0`, `-0`, `0.00`): numbers are compared as
-/// written, never through a float.
-fn is_zero_number(v: &Value) -> bool {
-    matches!(v, Value::Number(n) if n.to_string().trim_start_matches(['-', '+']).bytes().all(|b| b == b'0' || b == b'.'))
 }
 
 /// The bound upstream's `POST /schema` stores in place of a `min` or `max` of 0 of an int,
@@ -151,7 +146,7 @@ fn canonical_schema(data: &[u8]) -> Result<Value, String> {
                     strip_stamps(field, true);
                     if let Some(opts) = field.get_mut("options").and_then(Value::as_object_mut) {
                         for key in ["min", "max"] {
-                            if opts.get(key).is_some_and(is_zero_number) {
+                            if opts.get(key).is_some_and(is_zero_bound) {
                                 if let Some(unset) = unset_bound(opts, key) {
                                     opts.insert(key.into(), unset);
                                 }
@@ -288,7 +283,7 @@ fn compare_schemas(a: &[u8], b: &[u8]) -> (usize, Vec<BoundChange>) {
                         key,
                         from: x.clone(),
                         to: y.clone(),
-                        zero_read_as_unset: is_zero_number(x) && unset.as_ref() == Some(y),
+                        zero_read_as_unset: is_zero_bound(x) && unset.as_ref() == Some(y),
                     });
                 }
             }

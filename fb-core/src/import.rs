@@ -515,7 +515,7 @@ impl<'a> Restore<'a> {
         loop {
             // Surface a failed send as soon as it happens.
             while let Some(done) = self.inflight.try_join_next() {
-                done.map_err(|e| Error::internal(format!("a send task ended early: {e}")))??;
+                sent(done)?;
             }
             let Some(msg) = rx.recv().await else {
                 return Err(Error::io("reading the input", std::io::Error::other("reader stopped")));
@@ -630,12 +630,12 @@ impl<'a> Restore<'a> {
         if cur_is_schema(&path) {
             // Everything else needs the indexes to exist: wait for the schema.
             while let Some(done) = self.inflight.join_next().await {
-                done.map_err(|e| Error::internal(format!("a send task ended early: {e}")))??;
+                sent(done)?;
             }
         }
         while self.inflight.len() > self.concurrency {
             if let Some(done) = self.inflight.join_next().await {
-                done.map_err(|e| Error::internal(format!("a send task ended early: {e}")))??;
+                sent(done)?;
             }
         }
         self.events.event(Event::FileDone { path: path.clone(), size });
@@ -739,7 +739,7 @@ impl<'a> Restore<'a> {
     async fn drain(&mut self) -> Option<Error> {
         let mut first = None;
         while let Some(done) = self.inflight.join_next().await {
-            let result = done.map_err(|e| Error::internal(format!("a send task ended early: {e}"))).and_then(|r| r);
+            let result = sent(done);
             if let Err(e) = result {
                 first.get_or_insert(e);
             }
@@ -805,6 +805,11 @@ impl<'a> Restore<'a> {
             e.with_suffix("; every entry was sent, but the Delete may have changed restored data: restore again into an empty cluster")
         })
     }
+}
+
+/// The outcome of one send task; a task that panicked or was cancelled is fbkit's bug (70).
+fn sent(done: std::result::Result<Result<()>, tokio::task::JoinError>) -> Result<()> {
+    done.map_err(|e| Error::internal(format!("a send task ended early: {e}")))?
 }
 
 /// Every entry the manifest lists was read with its size and SHA-256, and no other.

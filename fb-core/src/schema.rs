@@ -245,8 +245,9 @@ pub fn field_api_options(opts: &Map<String, Value>) -> Value {
     Value::Object(out)
 }
 
-/// Whether a bound's JSON text is zero (`0`, `0.00`, `-0`).
-fn is_zero_bound(v: &Value) -> bool {
+/// Whether a bound is zero by its JSON text (`0`, `-0`, `0.00`): numbers are compared as
+/// written, never through a float.
+pub(crate) fn is_zero_bound(v: &Value) -> bool {
     matches!(v, Value::Number(n) if n.to_string().trim_start_matches(['-', '+']).bytes().all(|b| b == b'0' || b == b'.'))
 }
 
