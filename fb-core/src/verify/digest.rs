@@ -1,0 +1,89 @@
+//! One entry's bytes as they pass: size, SHA-256, the streaming format check (`--deep`), the
+//! first bytes (for the declared length) and, when wanted, the bytes a content digest or the
+//! schema checks need.
+
+use sha2::{Digest, Sha256};
+
+use super::{declared_length_problem, ScanMode, ScannedEntry};
+use crate::content::{self, Content, CONTENT_LIMIT};
+use crate::format::{checker_for, DECLARED_LEN_PREFIX};
+use crate::layout::{EntryKind, EntryPath};
+
+/// Hashes (and optionally checks) one entry's bytes as they pass.
+pub(super) struct EntryDigest {
+    path: EntryPath,
+    hasher: Sha256,
+    size: u64,
+    checker: Option<Box<dyn crate::format::Checker>>,
+    prefix: Vec<u8>,
+    /// The whole content, kept for the schema (small, and bounded below) and, in content
+    /// mode, for the kinds decoded for their digest up to [`CONTENT_LIMIT`]; dropped (None)
+    /// once such an entry outgrows it.
+    content: Option<Vec<u8>>,
+    /// Content mode: the digest is wanted.
+    want_content: bool,
+}
+
+/// Largest schema kept for the deep checks.
+const MAX_SCHEMA: usize = 64 << 20;
+
+impl EntryDigest {
+    pub(super) fn new(path: EntryPath, mode: ScanMode) -> Self {
+        let checker = mode.deep.then(|| checker_for(path.kind()));
+        let content =
+            (path.kind() == EntryKind::Schema || (mode.content && content::needs_bytes(path.kind()))).then(Vec::new);
+        EntryDigest {
+            path,
+            hasher: Sha256::new(),
+            size: 0,
+            checker,
+            prefix: Vec::new(),
+            content,
+            want_content: mode.content,
+        }
+    }
+
+    pub(super) fn update(&mut self, data: &[u8]) {
+        self.hasher.update(data);
+        self.size += data.len() as u64;
+        if let Some(c) = self.checker.as_mut() {
+            c.update(data);
+        }
+        if self.prefix.len() < DECLARED_LEN_PREFIX {
+            let take = (DECLARED_LEN_PREFIX - self.prefix.len()).min(data.len());
+            self.prefix.extend_from_slice(&data[..take]);
+        }
+        if let Some(c) = self.content.as_mut() {
+            let limit = if self.want_content { CONTENT_LIMIT as usize } else { MAX_SCHEMA };
+            if c.len() + data.len() <= limit {
+                c.extend_from_slice(data);
+            } else if self.want_content {
+                self.content = None;
+            }
+        }
+    }
+
+    pub(super) fn finish(self, schema: &mut Option<Vec<u8>>) -> ScannedEntry {
+        let deep = self.checker.is_some();
+        let mut problem = self.checker.and_then(|c| c.finish().err());
+        if deep && problem.is_none() {
+            problem = declared_length_problem(self.path.kind(), &self.prefix, self.size);
+        }
+        let kind = self.path.kind();
+        let sha256: [u8; 32] = self.hasher.finalize().into();
+        let content = match (&self.content, self.want_content) {
+            (_, false) => None,
+            (_, true) if !content::needs_bytes(kind) => {
+                Some(content::digest_from_hash(kind, sha256, self.size, &self.prefix))
+            }
+            (Some(bytes), true) => Some(content::digest(kind, bytes)),
+            (None, true) => Some(Content::Unknown(format!("larger than {} MiB", CONTENT_LIMIT >> 20))),
+        };
+        if let Some(c) = self.content {
+            if kind == EntryKind::Schema && c.len() <= MAX_SCHEMA {
+                *schema = Some(c);
+            }
+        }
+        ScannedEntry { path: self.path, size: self.size, sha256, problem, content }
+    }
+}
