@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 pub mod archive;
+pub mod census;
 pub mod client;
 pub mod compare;
 pub mod content;

@@ -1,0 +1,1 @@
+//! A live cluster's census, from its query engine (PQL over HTTP).
