@@ -83,7 +83,7 @@ impl Side {
 /// manifest's source); `allow_manifest` lets a manifest file stand for a side; `content`
 /// computes every entry's content digest (which a manifest file cannot give: usage error).
 pub fn load_side(source: &Source, label: &str, allow_manifest: bool, content: bool, events: &Events) -> Result<Side> {
-    let mode = ScanMode { deep: false, content };
+    let mode = ScanMode { deep: false, content, ..ScanMode::default() };
     let mut fallback = Map::new();
     let input: Box<dyn Read> = match source {
         Source::Cluster(url) => return Err(Error::internal(format!("{url}: a cluster side is read by exporting it"))),
@@ -121,7 +121,7 @@ fn load_stream(
         chained.take(256 << 20).read_to_end(&mut bytes).map_err(|e| Error::io(format!("reading {label}"), e))?;
         return Manifest::parse(&bytes).map(Side::manifest_only).map_err(|e| e.context(label));
     }
-    let mode = ScanMode { deep: false, content };
+    let mode = ScanMode { deep: false, content, ..ScanMode::default() };
     Side::of_scan(scan_stream(chained, mode, events), fallback).map_err(|e| e.context(label))
 }
 

@@ -35,8 +35,9 @@ impl TargetState {
         let reader_client = Arc::new(ClusterClient::new(client.options(), crate::events::silent())?);
         let (reader, writer) = std::io::pipe().map_err(|e| Error::io("creating a pipe", e))?;
         let events = crate::events::silent();
-        let scan =
-            tokio::task::spawn_blocking(move || scan_stream(reader, ScanMode { deep: false, content: true }, &events));
+        let scan = tokio::task::spawn_blocking(move || {
+            scan_stream(reader, ScanMode { deep: false, content: true, ..ScanMode::default() }, &events)
+        });
         let exported = export(reader_client, &ExportOptions::default(), writer).await.map(|(w, _)| drop(w));
         let scan = scan.await.map_err(|e| Error::internal(format!("the scan of the target ended early: {e}")))?;
         exported.map_err(|e| e.context("reading what the target holds (an export of it)"))?;

@@ -196,7 +196,7 @@ fn live_scanned(cluster: &ClusterArgs, reporter: &Arc<Reporter>) -> Result<Side>
     let events = reporter.events();
     let scanner = std::thread::Builder::new()
         .name("fb-manifest-scan".into())
-        .spawn(move || scan_stream(reader, ScanMode { deep: false, content: true }, &events))
+        .spawn(move || scan_stream(reader, ScanMode { deep: false, content: true, ..ScanMode::default() }, &events))
         .map_err(|e| Error::io("starting the scan thread", e))?;
     // Dropping the writer ends the stream the scan reads; on failure the export has
     // already dropped it, and its error is the one reported.

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use fb_cli::{Example, ExitStatus, ReportArgs, Reporter};
-use fb_core::verify::{read_manifest_file, scan_source, verify, EntryStatus};
+use fb_core::census;
+use fb_core::verify::{read_manifest_file, scan_source, verify, EntryStatus, ScanMode};
 use fb_core::{Error, ErrorKind};
 
 /// The documented examples (help, man page, and the docs test run them).
@@ -19,6 +20,10 @@ pub const EXAMPLES: &[Example] = &[
     Example {
         about: "Deep check against a manifest stored apart",
         command: r#"zstd -dc fb.tar.zst | fb-verify --manifest fb.manifest.json --deep"#,
+    },
+    Example {
+        about: "What the backup answers: records, keys, rows and values per index and field",
+        command: r#"fb-verify --census backup.tar"#,
     },
 ];
 
@@ -49,7 +54,9 @@ pub fn parse() -> Cli {
 compare them with the manifest (the stream's own MANIFEST.json, or one stored apart with --manifest). Reports \
 missing, extra, changed and truncated entries by path. With --deep, also checks each file's inner format \
 (RBF meta page and page count, bbolt meta pages and checksums, schema JSON and the indexes and fields the \
-files name). Exit 0 only when every check passed."
+files name). With --census, also decodes every shard and key store and prints what the backup answers \
+(records and keys per index, bits per row and view, count, sum, min and max per int, decimal and timestamp \
+field) without restoring it. Exit 0 only when every check passed."
 )]
 pub struct Cli {
     /// Backup to check: a tar stream (plain, zstd or gzip), an extracted directory, or - for stdin
@@ -61,7 +68,13 @@ pub struct Cli {
     /// Also check each file's inner format
     #[arg(long)]
     pub deep: bool,
-    /// Write a machine-readable report to stdout: {"verdict": "ok" or "failed", "exit_code", "error", "entries"}
+    /// Also decode every shard and key store and print what the backup answers (in --json: "census")
+    #[arg(long)]
+    pub census: bool,
+    /// Rows shown per field view in the census text (--json always has all of them)
+    #[arg(long, value_name = "N", default_value_t = 10, requires = "census")]
+    pub top: usize,
+    /// Write a machine-readable report to stdout: {"verdict": "ok" or "failed", "exit_code", "error", "entries", "census"}
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -77,9 +90,15 @@ pub fn run(cli: Cli) -> ExitCode {
         Ok(m) => m,
         Err(e) => return fb_cli::fail("fb-verify", &e),
     };
-    let scan = match scan_source(cli.source.as_deref(), cli.deep, &reporter.events()) {
+    let mode = ScanMode { deep: cli.deep, census: cli.census, ..ScanMode::default() };
+    let mut scan = match scan_source(cli.source.as_deref(), mode, &reporter.events()) {
         Ok(s) => s,
         Err(e) => return fb_cli::fail("fb-verify", &e),
+    };
+    let (census, census_failure) = match cli.census.then(|| census::of_scan(&mut scan)) {
+        Some(Ok(c)) => (Some(c), None),
+        Some(Err(e)) => (None, Some(e.context("census"))),
+        None => (None, None),
     };
     let bytes: u64 = scan.entries.iter().map(|e| e.size).sum();
     let result = verify(scan, external.as_ref(), cli.deep);
@@ -99,13 +118,16 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         reporter.line(&line);
     }
+    // A verification failure comes first; a census that could not be taken fails after it.
+    let failure = result.failure.or(census_failure);
     if cli.json {
         // A fixed verdict for machines; the error, when there is one, in its own key.
         let doc = serde_json::json!({
-            "verdict": if result.failure.is_none() { "ok" } else { "failed" },
-            "exit_code": result.failure.as_ref().map(Error::exit_code).unwrap_or(0),
-            "error": result.failure.as_ref().map(Error::chain),
+            "verdict": if failure.is_none() { "ok" } else { "failed" },
+            "exit_code": failure.as_ref().map(Error::exit_code).unwrap_or(0),
+            "error": failure.as_ref().map(Error::chain),
             "entries": result.entries,
+            "census": census.as_ref().map(serde_json::to_value).transpose().unwrap_or_default(),
         });
         let mut out = std::io::stdout().lock();
         let written =
@@ -114,7 +136,13 @@ pub fn run(cli: Cli) -> ExitCode {
             return fb_cli::fail("fb-verify", &Error::io("writing the report to stdout", e));
         }
     }
-    match result.failure {
+    if let (Some(c), false) = (&census, cli.json) {
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = out.write_all(c.render(cli.top).as_bytes()) {
+            return fb_cli::fail("fb-verify", &Error::io("writing the census to stdout", e));
+        }
+    }
+    match failure {
         None => {
             let secs = started.elapsed().as_secs_f64();
             reporter.summary(&format!(

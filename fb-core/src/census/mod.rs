@@ -16,8 +16,11 @@
 //! value, a decimal's value × 10^scale, a timestamp's count of its time unit since the Unix
 //! epoch (what upstream stores plus the field's base, which for a timestamp is its epoch).
 
+pub mod assemble;
 pub mod decode;
 pub mod live;
+
+pub use assemble::{Assembler, EntryCensus};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -338,7 +341,13 @@ pub fn plan(schema: &Schema) -> Result<Vec<IndexPlan>> {
                 .unwrap_or_default();
             let unit = Unit::of_field(&f.field_type, &fopts)
                 .map_err(|e| e.context(format!("index {} field {}", info.name, f.name)))?;
-            let values = unit.map(|u| (u, base_of(&fopts)));
+            let values = match unit {
+                Some(u) => Some((
+                    u,
+                    base_of(u, &fopts).map_err(|e| e.context(format!("index {} field {}", info.name, f.name)))?,
+                )),
+                None => None,
+            };
             fields.push(FieldPlan { name: f.name.clone(), field_type: f.field_type.clone(), keys: f.keys, values });
         }
         out.push(IndexPlan { name: info.name.clone(), keys: info.keys, track_existence, fields });
@@ -346,12 +355,84 @@ pub fn plan(schema: &Schema) -> Result<Vec<IndexPlan>> {
     Ok(out)
 }
 
-/// The `base` option: upstream stores `value − base`. Missing means 0.
-fn base_of(opts: &Map<String, Value>) -> i128 {
-    match opts.get("base") {
-        Some(Value::Number(n)) => n.to_string().parse::<i128>().unwrap_or(0),
-        _ => 0,
+/// What upstream subtracts before storing a value: the `base` option of int and decimal
+/// fields (missing means 0); for a timestamp, its `epoch` in the field's unit.
+fn base_of(unit: Unit, opts: &Map<String, Value>) -> Result<i128> {
+    if let Unit::Timestamp { nanos_per_unit } = unit {
+        return match opts.get("epoch") {
+            None | Some(Value::Null) => Ok(0),
+            Some(Value::String(t)) => parse_timestamp(t, nanos_per_unit)
+                .ok_or_else(|| Error::invalid(format!("epoch {t:?} is not an RFC 3339 time in the field's unit"))),
+            Some(other) => Err(Error::invalid(format!("epoch {other} is not an RFC 3339 time"))),
+        };
     }
+    match opts.get("base") {
+        None | Some(Value::Null) => Ok(0),
+        Some(Value::Number(n)) => {
+            n.to_string().parse::<i128>().map_err(|_| Error::invalid(format!("base {n} is not an integer")))
+        }
+        Some(other) => Err(Error::invalid(format!("base {other} is not an integer"))),
+    }
+}
+
+/// Days from 1970-01-01 to a civil date (proleptic Gregorian).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// An RFC 3339 time (`2023-01-05T00:00:00Z`, `…T01:00:00.5+01:00`, as Go writes them) as a
+/// count of `nanos_per_unit` since the Unix epoch; `None` if malformed or if it falls
+/// between two units.
+pub fn parse_timestamp(text: &str, nanos_per_unit: u64) -> Option<i128> {
+    let b = text.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let s = text.get(r)?;
+        s.bytes().all(|c| c.is_ascii_digit()).then(|| s.parse().ok())?
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (y, mo, d) = (num(0..4)?, num(5..7)? as u32, num(8..10)? as u32);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut at = 19;
+    let mut nanos: i128 = 0;
+    if b.get(at) == Some(&b'.') {
+        let start = at + 1;
+        at = start;
+        while at < b.len() && b[at].is_ascii_digit() {
+            at += 1;
+        }
+        let digits = &text[start..at];
+        if digits.is_empty() || digits.len() > 9 {
+            return None;
+        }
+        nanos = digits.parse::<i128>().ok()? * 10i128.pow(9 - digits.len() as u32);
+    }
+    let offset: i64 = match b.get(at) {
+        Some(b'Z' | b'z') if at + 1 == b.len() => 0,
+        Some(&sign @ (b'+' | b'-')) if at + 6 == b.len() && b[at + 3] == b':' => {
+            let o = num(at + 1..at + 3)? * 3600 + num(at + 4..at + 6)? * 60;
+            if sign == b'+' {
+                o
+            } else {
+                -o
+            }
+        }
+        _ => return None,
+    };
+    let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec - offset;
+    let total = i128::from(secs) * 1_000_000_000 + nanos;
+    let per = i128::from(nanos_per_unit.max(1));
+    (total % per == 0).then_some(total / per)
 }
 
 /// One figure on which two censuses disagree.
@@ -595,6 +676,54 @@ impl Census {
     }
 }
 
+/// The census of a scanned backup (scanned with [`crate::verify::ScanMode::census`]): the
+/// schema says what must be counted, the entries' figures fill it in. Takes the entries'
+/// figures out of the scan. A backup without a schema, or one that stopped early, has no
+/// census.
+pub fn of_scan(scan: &mut crate::verify::Scan) -> Result<Census> {
+    if let Some(e) = &scan.stopped {
+        return Err(Error::new(e.kind(), format!("the backup could not be read to its end: {e}")));
+    }
+    let schema = scan
+        .schema_bytes
+        .as_deref()
+        .ok_or_else(|| Error::invalid("the backup has no schema entry: nothing says what its files hold"))?;
+    let plans = plan(&Schema::parse(schema).map_err(|e| e.context("the backup's schema"))?)?;
+    let mut asm = Assembler::default();
+    for e in &mut scan.entries {
+        if let Some(c) = e.census.take() {
+            asm.add(&e.path, c);
+        }
+    }
+    asm.finish(&plans)
+}
+
+/// The census of a backup that is not a cluster: a stream file (plain, zstd or gzip), an
+/// extracted directory, or stdin. A manifest stored apart has no data to count (usage error).
+pub fn of_source(source: &crate::compare::Source, label: &str, events: &crate::events::Events) -> Result<Census> {
+    use crate::compare::Source;
+    use crate::verify::{scan_source, ScanMode};
+    let mode = ScanMode { census: true, ..ScanMode::default() };
+    let mut scan = match source {
+        Source::Cluster(url) => {
+            return Err(Error::internal(format!("{url}: a cluster's census comes from its queries")))
+        }
+        Source::Stdin => scan_source(None, mode, events)?,
+        Source::Directory(p) => scan_source(Some(p), mode, events)?,
+        Source::File(p) => {
+            let mut first = [0u8; 1];
+            let file = crate::verify::open_input(p)?;
+            if std::os::unix::fs::FileExt::read_at(&file, &mut first, 0).ok() == Some(1) && first[0] == b'{' {
+                return Err(Error::usage(format!(
+                    "{label} is a manifest: --census needs the data (an archive, a directory or a cluster URL)"
+                )));
+            }
+            scan_source(Some(p), mode, events)?
+        }
+    };
+    of_scan(&mut scan).map_err(|e| e.context(label))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -622,6 +751,17 @@ mod tests {
         assert_eq!(format_timestamp(1_672_876_800, 1_000_000_000), "2023-01-05T00:00:00Z");
         assert_eq!(format_timestamp(-1, 1_000_000), "1969-12-31T23:59:59.999Z");
         assert_eq!(format_timestamp(951_782_400_000_000, 1_000), "2000-02-29T00:00:00.000000Z");
+        for (text, per, want) in [
+            ("1970-01-01T00:00:00Z", 1_000_000_000, 0i128),
+            ("2023-01-05T00:00:00Z", 1_000_000_000, 1_672_876_800),
+            ("2023-01-05T01:00:00+01:00", 1_000_000_000, 1_672_876_800),
+            ("1969-12-31T23:59:59.999Z", 1_000_000, -1),
+            ("2000-02-29T00:00:00.000001Z", 1_000, 951_782_400_000_001),
+        ] {
+            assert_eq!(parse_timestamp(text, per), Some(want), "{text}");
+        }
+        assert_eq!(parse_timestamp("2023-01-05T00:00:00.5Z", 1_000_000_000), None);
+        assert_eq!(parse_timestamp("2023-01-05 00:00:00Z", 1), None);
     }
 
     #[test]

@@ -122,23 +122,23 @@ pub fn declared_len(prefix: &[u8]) -> Result<u64, FormatProblem> {
 /// A set of page numbers as a bitset (one bit per page), used by the streaming checkers to
 /// remember facts about pages already passed without holding the pages.
 #[derive(Debug, Default)]
-pub(super) struct PageBits {
+pub(crate) struct PageBits {
     words: Vec<u64>,
 }
 
 impl PageBits {
     /// A set able to hold page numbers `0..n`.
-    pub(super) fn with_len(n: u64) -> Self {
+    pub(crate) fn with_len(n: u64) -> Self {
         PageBits { words: vec![0; usize::try_from(n.div_ceil(64)).unwrap_or(0)] }
     }
     /// Adds `i` (ignored when out of range, which callers have already reported).
-    pub(super) fn set(&mut self, i: u64) {
+    pub(crate) fn set(&mut self, i: u64) {
         if let Some(w) = usize::try_from(i / 64).ok().and_then(|w| self.words.get_mut(w)) {
             *w |= 1 << (i % 64);
         }
     }
     /// Whether `i` is in the set.
-    pub(super) fn get(&self, i: u64) -> bool {
+    pub(crate) fn get(&self, i: u64) -> bool {
         usize::try_from(i / 64).ok().and_then(|w| self.words.get(w)).is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
     /// Members, ascending.

@@ -29,12 +29,12 @@ pub const PAGE_SIZE: u64 = 8192;
 
 const PS: usize = PAGE_SIZE as usize;
 const MAGIC: &[u8; 4] = b"\xFFRBF";
-const TYPE_ROOT_RECORD: u32 = 1;
-const TYPE_LEAF: u32 = 2;
-const TYPE_BRANCH: u32 = 4;
-const CT_ARRAY: u32 = 1;
-const CT_RLE: u32 = 2;
-const CT_BITMAP_PTR: u32 = 4;
+pub(crate) const TYPE_ROOT_RECORD: u32 = 1;
+pub(crate) const TYPE_LEAF: u32 = 2;
+pub(crate) const TYPE_BRANCH: u32 = 4;
+pub(crate) const CT_ARRAY: u32 = 1;
+pub(crate) const CT_RLE: u32 = 2;
+pub(crate) const CT_BITMAP_PTR: u32 = 4;
 const CELL_HEADER: usize = 18;
 const BRANCH_CELL: usize = 16;
 const ROOT_RECORD_PAGE_HEADER: usize = 12;
@@ -44,7 +44,7 @@ const ARRAY_MAX: usize = 4000;
 /// Branch cells per page fbkit writes (a page holds 454; upstream splits at 60% fill).
 const BRANCH_MAX: usize = 256;
 /// Tree depth beyond this is not a real RBF tree (they are balanced and shallow).
-const MAX_DEPTH: usize = 32;
+pub(crate) const MAX_DEPTH: usize = 32;
 
 fn align8(n: usize) -> usize {
     n.div_ceil(8) * 8
@@ -64,13 +64,13 @@ pub fn fragment_key(field: &str, view: &str) -> String {
 
 /// The meta page fields fbkit uses.
 #[derive(Debug, Clone, Copy)]
-struct Meta {
-    page_n: u32,
-    root_records: u32,
-    freelist: u32,
+pub(crate) struct Meta {
+    pub(crate) page_n: u32,
+    pub(crate) root_records: u32,
+    pub(crate) freelist: u32,
 }
 
-fn parse_meta(prefix: &[u8]) -> Result<Meta, FormatProblem> {
+pub(crate) fn parse_meta(prefix: &[u8]) -> Result<Meta, FormatProblem> {
     if prefix.len() < 28 {
         return Err(problem(prefix.len() as u64, "file ends inside the RBF meta page header"));
     }
@@ -101,18 +101,18 @@ pub fn declared_len(prefix: &[u8]) -> Result<u64, FormatProblem> {
 // Page parsing shared by the checker and the reader.
 
 /// A leaf cell as found on a page.
-struct LeafCell<'a> {
-    key: u64,
-    kind: u32,
-    bit_n: u32,
-    data: &'a [u8],
-    at: usize,
+pub(crate) struct LeafCell<'a> {
+    pub(crate) key: u64,
+    pub(crate) kind: u32,
+    pub(crate) bit_n: u32,
+    pub(crate) data: &'a [u8],
+    pub(crate) at: usize,
 }
 
 /// Parses the cells of a leaf page and checks what every real page satisfies: offsets inside
 /// the page past the offset table, known container types, data inside the page, keys
 /// ascending, array values ascending with a matching bit count, runs ordered.
-fn leaf_cells(page: &[u8], base: u64) -> Result<Vec<LeafCell<'_>>, FormatProblem> {
+pub(crate) fn leaf_cells(page: &[u8], base: u64) -> Result<Vec<LeafCell<'_>>, FormatProblem> {
     let n = usize::from(be16(page, 8));
     if data_offset(n) > PS {
         return Err(problem(base + 8, format!("{n} cells do not fit a page")));
@@ -164,10 +164,10 @@ fn leaf_cells(page: &[u8], base: u64) -> Result<Vec<LeafCell<'_>>, FormatProblem
 }
 
 /// A branch cell as found: smallest key, child page, file offset of the child field.
-type BranchCell = (u64, u32, u64);
+pub(crate) type BranchCell = (u64, u32, u64);
 
 /// Parses a branch page's cells.
-fn branch_cells(page: &[u8], base: u64) -> Result<Vec<BranchCell>, FormatProblem> {
+pub(crate) fn branch_cells(page: &[u8], base: u64) -> Result<Vec<BranchCell>, FormatProblem> {
     let n = usize::from(be16(page, 8));
     if n == 0 || data_offset(n) > PS {
         return Err(problem(base + 8, format!("branch page with {n} cells")));
@@ -188,10 +188,10 @@ fn branch_cells(page: &[u8], base: u64) -> Result<Vec<BranchCell>, FormatProblem
 }
 
 /// A root record as found: bitmap name, root page, file offset of the record.
-type RootRecord = (String, u32, u64);
+pub(crate) type RootRecord = (String, u32, u64);
 
 /// Root records on one root record page, and the next root record page (0 for none).
-fn root_records(page: &[u8], base: u64) -> Result<(Vec<RootRecord>, u32), FormatProblem> {
+pub(crate) fn root_records(page: &[u8], base: u64) -> Result<(Vec<RootRecord>, u32), FormatProblem> {
     let mut recs = Vec::new();
     let mut at = ROOT_RECORD_PAGE_HEADER;
     while at + 6 <= PS {

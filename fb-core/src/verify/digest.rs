@@ -2,9 +2,14 @@
 //! first bytes (for the declared length) and, when wanted, the bytes a content digest or the
 //! schema checks need.
 
+use std::fs::File;
+use std::io::Write;
+use std::sync::Arc;
+
 use sha2::{Digest, Sha256};
 
 use super::{declared_length_problem, ScanMode, ScannedEntry};
+use crate::census::assemble::{decode_entry, wants, EntryCensus};
 use crate::content::{self, Content, CONTENT_LIMIT};
 use crate::format::{checker_for, DECLARED_LEN_PREFIX};
 use crate::layout::{EntryKind, EntryPath};
@@ -22,13 +27,28 @@ pub(super) struct EntryDigest {
     content: Option<Vec<u8>>,
     /// Content mode: the digest is wanted.
     want_content: bool,
+    /// Census mode: where the entry's bytes can be read again for decoding.
+    census: Option<CensusSource>,
 }
+
+/// Where the census decodes an entry from: the source itself when it can be read at an
+/// offset (a directory's file, an entry of a plain tar file), else a private temporary
+/// copy written as the bytes pass (memory stays one buffer; disk, the entry's size).
+enum CensusSource {
+    At(Arc<File>, u64),
+    Spool(File),
+    Failed(String),
+}
+
+/// Largest key store the census reads into memory.
+const MAX_KEY_STORE: u64 = 256 << 20;
 
 /// Largest schema kept for the deep checks.
 const MAX_SCHEMA: usize = 64 << 20;
 
 impl EntryDigest {
     pub(super) fn new(path: EntryPath, mode: ScanMode) -> Self {
+        let kind = path.kind();
         let checker = mode.deep.then(|| checker_for(path.kind()));
         let content =
             (path.kind() == EntryKind::Schema || (mode.content && content::needs_bytes(path.kind()))).then(Vec::new);
@@ -40,7 +60,21 @@ impl EntryDigest {
             prefix: Vec::new(),
             content,
             want_content: mode.content,
+            census: (mode.census && wants(kind)).then(|| match tempfile::tempfile() {
+                Ok(f) => CensusSource::Spool(f),
+                Err(e) => CensusSource::Failed(format!("cannot create a temporary file for the census: {e}")),
+            }),
         }
+    }
+
+    /// The entry's bytes are also at `offset` of `file`: the census reads them there instead
+    /// of keeping a copy.
+    #[allow(dead_code)]
+    pub(super) fn readable_at(mut self, file: Arc<File>, offset: u64) -> Self {
+        if self.census.is_some() {
+            self.census = Some(CensusSource::At(file, offset));
+        }
+        self
     }
 
     pub(super) fn update(&mut self, data: &[u8]) {
@@ -59,6 +93,11 @@ impl EntryDigest {
                 c.extend_from_slice(data);
             } else if self.want_content {
                 self.content = None;
+            }
+        }
+        if let Some(CensusSource::Spool(f)) = self.census.as_mut() {
+            if let Err(e) = f.write_all(data) {
+                self.census = Some(CensusSource::Failed(format!("cannot write the census's temporary copy: {e}")));
             }
         }
     }
@@ -84,6 +123,11 @@ impl EntryDigest {
                 *schema = Some(c);
             }
         }
-        ScannedEntry { path: self.path, size: self.size, sha256, problem, content }
+        let census = self.census.map(|src| match src {
+            CensusSource::At(f, offset) => decode_entry(kind, &f, offset, self.size, MAX_KEY_STORE),
+            CensusSource::Spool(f) => decode_entry(kind, &f, 0, self.size, MAX_KEY_STORE),
+            CensusSource::Failed(why) => EntryCensus::Unreadable(why),
+        });
+        ScannedEntry { path: self.path, size: self.size, sha256, problem, content, census }
     }
 }

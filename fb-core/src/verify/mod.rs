@@ -32,12 +32,14 @@ pub struct ScanMode {
     /// Compute each entry's content digest ([`crate::content`]); keeps a schema, key store or
     /// idalloc in memory while it is read, up to [`crate::content::CONTENT_LIMIT`].
     pub content: bool,
+    /// Decode shards and key stores for the census ([`crate::census`]).
+    pub census: bool,
 }
 
 impl From<bool> for ScanMode {
     /// `deep` alone.
     fn from(deep: bool) -> Self {
-        ScanMode { deep, content: false }
+        ScanMode { deep, content: false, census: false }
     }
 }
 
@@ -54,6 +56,8 @@ pub struct ScannedEntry {
     pub problem: Option<FormatProblem>,
     /// The content digest (only with [`ScanMode::content`]).
     pub content: Option<Content>,
+    /// What the census took from it (only with [`ScanMode::census`], for shards and key stores).
+    pub census: Option<crate::census::EntryCensus>,
 }
 
 /// The result of scanning a backup.
@@ -310,12 +314,13 @@ pub fn open_input(path: &Path) -> Result<std::fs::File> {
 
 /// Scan a source as the tools name it: `None` or `-` is stdin, a directory is an extracted
 /// backup, anything else a stream file (plain, zstd or gzip).
-pub fn scan_source(source: Option<&Path>, deep: bool, events: &Events) -> Result<Scan> {
+pub fn scan_source(source: Option<&Path>, mode: impl Into<ScanMode>, events: &Events) -> Result<Scan> {
+    let mode = mode.into();
     match source {
-        None => Ok(scan_stream(std::io::stdin().lock(), deep, events)),
-        Some(p) if p.as_os_str() == "-" => Ok(scan_stream(std::io::stdin().lock(), deep, events)),
-        Some(p) if p.is_dir() => scan_dir(p, deep, events),
-        Some(p) => Ok(scan_stream(open_input(p)?, deep, events)),
+        None => Ok(scan_stream(std::io::stdin().lock(), mode, events)),
+        Some(p) if p.as_os_str() == "-" => Ok(scan_stream(std::io::stdin().lock(), mode, events)),
+        Some(p) if p.is_dir() => scan_dir(p, mode, events),
+        Some(p) => Ok(scan_stream(open_input(p)?, mode, events)),
     }
 }
 
