@@ -540,6 +540,47 @@ impl ClusterClient {
     }
 }
 
+impl ClusterClient {
+    /// POST a small text body (a PQL query) and read its whole answer, whatever its status:
+    /// a query's answer is a bounded JSON document, and upstream reports a refused query as
+    /// a 400 whose body says why. Never retried. 401/403 is an authentication error, a
+    /// request that cannot be sent or read is `Unavailable`.
+    pub(crate) async fn post_for_answer(
+        &self,
+        node: &NodeUri,
+        path: &str,
+        body: String,
+    ) -> Result<(StatusCode, bytes::Bytes)> {
+        let url = format!("{}{}", node.base_url(), path);
+        self.events.event(Event::Request { method: "POST", url: url.clone() });
+        let mut req = self
+            .http
+            .request(Method::POST, &url)
+            .header(reqwest::header::CONTENT_TYPE, "text/plain")
+            .header(ACCEPT, "application/json")
+            .body(body);
+        if let Some(token) = self.token_for(node) {
+            req = req.header(AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let resp = req.send().await.map_err(|e| {
+            if let Some(error) = tls_refusal(&url, node, &e, self.opts.tls.certificate.is_some()) {
+                return error;
+            }
+            Error::unavailable(format!("POST {url}: sending failed{}", scheme_hint(node, &e))).with_source(e)
+        })?;
+        let status = resp.status();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            let body = body_snippet(resp).await;
+            return Err(Error::auth(format!("POST {url}: {status}: {}", body.trim())));
+        }
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| Error::unavailable(format!("POST {url}: the answer broke off")).with_source(e))?;
+        Ok((status, body))
+    }
+}
+
 /// The TLS error in a request failure's cause chain, if any.
 fn rustls_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
     let mut cur: Option<&'a (dyn std::error::Error + 'static)> = Some(e);
