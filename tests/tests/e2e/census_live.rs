@@ -141,10 +141,7 @@ fn live_census_answers_what_was_loaded() {
     assert_eq!(values("i"), (Unit::Int, 5, -97, Some(-1000), Some(1000)));
     assert_eq!(values("d"), (Unit::Decimal { scale: 2 }, 3, 420, Some(-5), Some(300)));
     let ms = Unit::Timestamp { nanos_per_unit: 1_000_000 };
-    assert_eq!(
-        values("ts"),
-        (ms, 3, 1_672_912_800_123 - 1 + 951_782_400_000, Some(-1), Some(1_672_912_800_123))
-    );
+    assert_eq!(values("ts"), (ms, 3, 1_672_912_800_123 - 1 + 951_782_400_000, Some(-1), Some(1_672_912_800_123)));
     // Upstream's Sum wraps at 2^64 (it answers 2 here); the census recovers the exact sum.
     let max = i128::from(i64::MAX);
     assert_eq!(values("big"), (Unit::Int, 3, max + (max - 1) + 5, Some(5), Some(max)));
