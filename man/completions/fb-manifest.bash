@@ -97,7 +97,7 @@ _fb__manifest() {
             return 0
             ;;
         fb__subcmd__manifest__subcmd__diff)
-            opts="-q -v -h --json --content --host --auth-token --auth-token-file --concurrency --retry-period --header-timeout --max-rate --tls.ca-certificate --tls.certificate --tls.key --tls.skip-verify --progress --quiet --verbose --help"
+            opts="-q -v -h --json --content --census --host --auth-token --auth-token-file --concurrency --retry-period --header-timeout --max-rate --tls.ca-certificate --tls.certificate --tls.key --tls.skip-verify --progress --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

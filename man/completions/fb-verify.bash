@@ -23,13 +23,17 @@ _fb__verify() {
 
     case "${cmd}" in
         fb__verify)
-            opts="-q -v -h -V --manifest --deep --json --progress --quiet --verbose --help --version"
+            opts="-q -v -h -V --manifest --deep --census --top --json --progress --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --manifest)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --top)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -480,6 +480,8 @@ pub struct CensusDiff {
     pub differences: Vec<Difference>,
     /// Figures that could not be compared, and why.
     pub not_compared: Vec<String>,
+    /// Figures compared (each row's bits in each view counts one).
+    pub compared: usize,
 }
 
 /// Compare two censuses figure by figure.
@@ -505,6 +507,8 @@ pub fn compare(a: &Census, b: &Census) -> CensusDiff {
                 continue;
             }
         };
+        out.compared += usize::from(ia.records.is_some() && ib.records.is_some());
+        out.compared += usize::from(ia.keys.is_some() && ib.keys.is_some());
         match (ia.records, ib.records) {
             (Some(x), Some(y)) if x != y => {
                 out.differences.push(diff(name, None, None, None, "records", x.to_string(), y.to_string()))
@@ -543,6 +547,7 @@ pub fn compare(a: &Census, b: &Census) -> CensusDiff {
                         let va = ra.views.get(view).unwrap_or(&empty);
                         let vb = rb.views.get(view).unwrap_or(&empty);
                         let rows: std::collections::BTreeSet<&Row> = va.keys().chain(vb.keys()).collect();
+                        out.compared += rows.len();
                         for row in rows {
                             let (x, y) = (va.get(row).copied().unwrap_or(0), vb.get(row).copied().unwrap_or(0));
                             if x != y {
@@ -573,6 +578,7 @@ pub fn compare(a: &Census, b: &Census) -> CensusDiff {
                         continue;
                     }
                     let u = xa.unit;
+                    out.compared += 4;
                     if xa.count != xb.count {
                         out.differences.push(diff(
                             name,

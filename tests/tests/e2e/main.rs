@@ -1,6 +1,7 @@
 //! End-to-end: the real binaries, in pipelines, against fb-devcluster on loopback.
 //! One test binary for the whole suite (keeps builds lean on 2 cores); one module per theme.
 
+mod census;
 mod completeness;
 mod docs;
 mod faults;
