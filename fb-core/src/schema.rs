@@ -251,10 +251,14 @@ pub(crate) fn is_zero_bound(v: &Value) -> bool {
     matches!(v, Value::Number(n) if n.to_string().trim_start_matches(['-', '+']).bytes().all(|b| b == b'0' || b == b'.'))
 }
 
-/// Take the int and decimal fields with a `min` or `max` of 0 out of a schema document:
-/// upstream's `POST /schema` stores such a bound as -2^63 or 2^63-1, while
-/// `POST /index/{i}/field/{f}` keeps it. Every other byte of the document is kept; numbers
-/// keep their text.
+/// Take out of a schema document the fields `POST /schema` would not restore as they were,
+/// to be created through `POST /index/{i}/field/{f}`, which keeps their options:
+/// - int and decimal fields with a `min` or `max` of 0 (upstream's `POST /schema` stores such
+///   a bound as -2^63 or 2^63-1);
+/// - timestamp fields whose `epoch` is not the Unix epoch (`POST /schema` does not decode
+///   `epoch`, so the field would come back counting from 1970 and answer every value shifted).
+///
+/// Every other byte of the document is kept; numbers keep their text.
 pub fn split_zero_bound_fields(bytes: &[u8]) -> Result<SchemaSplit> {
     let mut doc: Value = serde_json::from_slice(bytes)
         .map_err(|e| Error::invalid("the schema entry is not valid JSON").with_source(e))?;
@@ -267,7 +271,9 @@ pub fn split_zero_bound_fields(bytes: &[u8]) -> Result<SchemaSplit> {
                 let opts = f.get("options");
                 let ty = opts.and_then(|o| o.get("type")).and_then(Value::as_str).unwrap_or("");
                 let zero = ["min", "max"].iter().any(|k| opts.and_then(|o| o.get(*k)).is_some_and(is_zero_bound));
-                if !(matches!(ty, "int" | "decimal") && zero) {
+                let epoch = opts.and_then(|o| o.get("epoch")).and_then(Value::as_str);
+                let own_epoch = epoch.is_some_and(|t| crate::census::parse_timestamp(t, 1) != Some(0));
+                if !((matches!(ty, "int" | "decimal") && zero) || (ty == "timestamp" && own_epoch)) {
                     return true;
                 }
                 fields.push(FieldToCreate {
@@ -442,6 +448,13 @@ mod tests {
         assert!(
             posted.contains(r#""name":"n""#) && posted.contains(r#""name":"c""#) && !posted.contains("age"),
             "{posted}"
+        );
+        let epochs = br#"{"indexes":[{"name":"u","fields":[{"name":"t0","options":{"type":"timestamp","epoch":"1970-01-01T00:00:00Z","timeUnit":"s"}},{"name":"t1","options":{"type":"timestamp","epoch":"2000-01-01T00:00:00Z","bitDepth":0,"min":-1,"max":1,"timeUnit":"ms"}}]}]}"#;
+        let split = split_zero_bound_fields(epochs).unwrap();
+        assert_eq!(split.fields.len(), 1, "only the field with its own epoch");
+        assert_eq!(
+            split.fields[0].options.to_string(),
+            r#"{"type":"timestamp","min":-1,"max":1,"epoch":"2000-01-01T00:00:00Z","timeUnit":"ms"}"#
         );
         let none = br#"{"indexes":[{"name":"u","fields":[{"name":"n","options":{"type":"int","min":-5,"max":5}}]}]}"#;
         assert!(split_zero_bound_fields(none).unwrap().posted.is_none());
