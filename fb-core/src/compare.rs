@@ -21,7 +21,7 @@ use crate::content::{self, Content};
 use crate::error::{Error, Result};
 use crate::events::Events;
 use crate::manifest::{diff, Diff, Manifest};
-use crate::verify::{manifest_of_scan, open_input, scan_dir, scan_stream, Scan, ScanMode};
+use crate::verify::{manifest_of_scan, open_input, scan_dir, scan_file, scan_stream, Scan, ScanMode};
 
 /// Where one side of a comparison comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,10 +92,26 @@ pub fn load_side(source: &Source, label: &str, allow_manifest: bool, content: bo
             return Side::of_scan(scan_dir(dir, mode, events)?, fallback);
         }
         Source::Stdin => Box::new(std::io::stdin().lock()),
-        Source::File(path) => Box::new(open_input(path)?),
+        Source::File(path) => {
+            let file = open_input(path)?;
+            if !(allow_manifest && may_be_manifest(&file)) {
+                // An archive file: read at offsets, several entries at once (scan_file).
+                fallback.insert("archive".into(), Value::from(label));
+                return Side::of_scan(scan_file(file, mode, events), fallback).map_err(|e| e.context(label));
+            }
+            Box::new(file)
+        }
     };
     fallback.insert("archive".into(), Value::from(label));
     load_stream(input, label, allow_manifest, content, fallback, events)
+}
+
+/// Whether a file may be a manifest stored apart: a regular file that starts with `{`, or
+/// a file that is not regular (a pipe given by name), whose first byte the stream side reads.
+fn may_be_manifest(file: &std::fs::File) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut first = [0u8; 1];
+    !file.metadata().is_ok_and(|m| m.is_file()) || (file.read_at(&mut first, 0).ok() == Some(1) && first[0] == b'{')
 }
 
 /// A stream side: a manifest stored apart starts with `{`, which no tar, zstd or gzip

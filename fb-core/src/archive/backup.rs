@@ -2,7 +2,7 @@
 //! stream ends with `MANIFEST.json` (contract §1, §5).
 
 use std::collections::HashSet;
-use std::io::Read;
+use std::io::{Read, Seek};
 
 use super::read::TarReader;
 use crate::error::{Error, Result};
@@ -102,6 +102,15 @@ impl<R: Read> BackupReader<R> {
     /// Bytes consumed from the (decompressed) stream.
     pub fn offset(&self) -> u64 {
         self.tar.offset()
+    }
+}
+
+impl<R: Read + Seek> BackupReader<R> {
+    /// Skip the current entry's data on a seekable plain input of `input_len` bytes (see
+    /// [`TarReader::skip_data`]); its data starts at the [`BackupReader::offset`] that
+    /// [`BackupReader::next_item`] left.
+    pub fn skip_data(&mut self, input_len: u64) -> Result<()> {
+        self.tar.skip_data(input_len)
     }
 }
 

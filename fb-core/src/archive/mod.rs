@@ -24,7 +24,7 @@ mod read;
 mod write;
 
 pub use backup::{BackupItem, BackupReader};
-pub use read::{decompress, Compression, RawEntry, TarReader};
+pub use read::{compression_of, decompress, Compression, RawEntry, TarReader};
 pub use write::TarWriter;
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! every header checked before the caller sees the entry, data read through the caller's
 //! buffer (never allocated from a header's size).
 
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
 
 use super::header::*;
 use crate::error::{Error, ErrorKind, Result};
@@ -18,6 +18,17 @@ pub enum Compression {
     Gzip,
 }
 
+/// The compression that a stream's first bytes (up to 4) announce.
+pub fn compression_of(head: &[u8]) -> Compression {
+    if head.starts_with(&[0x28, 0xB5, 0x2F, 0xFD]) {
+        Compression::Zstd
+    } else if head.starts_with(&[0x1F, 0x8B]) {
+        Compression::Gzip
+    } else {
+        Compression::None
+    }
+}
+
 /// Wrap `input` in the decompressor its magic bytes call for.
 pub fn decompress<'a, R: Read + 'a>(mut input: R) -> Result<(Compression, Box<dyn Read + 'a>)> {
     // Read the magic bytes in full: a reader may hand them over one at a time.
@@ -25,11 +36,12 @@ pub fn decompress<'a, R: Read + 'a>(mut input: R) -> Result<(Compression, Box<dy
     let n = read_full(&mut input, &mut magic).map_err(|e| Error::io("reading the input", e))?;
     let head = &magic[..n];
     let rejoined = io::Cursor::new(head.to_vec()).chain(input);
-    if head.starts_with(&[0x28, 0xB5, 0x2F, 0xFD]) {
+    let compression = compression_of(head);
+    if compression == Compression::Zstd {
         let d = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(1 << 20, rejoined))
             .map_err(|e| Error::io("starting the zstd decoder", e))?;
         Ok((Compression::Zstd, Box::new(d)))
-    } else if head.starts_with(&[0x1F, 0x8B]) {
+    } else if compression == Compression::Gzip {
         let gz = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, rejoined));
         Ok((Compression::Gzip, Box::new(BufReader::with_capacity(1 << 20, gz))))
     } else {
@@ -284,6 +296,38 @@ impl<R: Read> TarReader<R> {
     /// Bytes consumed from the (decompressed) stream.
     pub fn offset(&self) -> u64 {
         self.offset
+    }
+}
+
+impl<R: Read + Seek> TarReader<R> {
+    /// Skip the current entry's data without reading it, on a seekable plain input of
+    /// `input_len` bytes whose position 0 is the stream's start; the padding is still read
+    /// and checked. The outcome is what draining the entry with [`TarReader::read`] would
+    /// give: an input that ends inside the data is [`ErrorKind::Truncated`] with the same
+    /// message. Data small enough to sit in a read buffer is read rather than sought over,
+    /// so a run of small entries costs no extra system calls.
+    pub fn skip_data(&mut self, input_len: u64) -> Result<()> {
+        const READ_BELOW: u64 = 64 << 10;
+        if self.remaining < READ_BELOW {
+            return self.skip_rest().and_then(|()| self.consume_padding());
+        }
+        let name = self.current.as_deref().unwrap_or("?").to_string();
+        let end = self.offset.checked_add(self.remaining).filter(|&e| e <= input_len);
+        let Some(end) = end else {
+            let missing = self.remaining - input_len.saturating_sub(self.offset);
+            self.offset = self.offset.max(input_len);
+            self.remaining = missing;
+            return Err(Error::truncated(format!(
+                "the stream ends inside entry {name:?} with {missing} of its bytes missing"
+            )));
+        };
+        let skip = i64::try_from(self.remaining).map_err(|_| Error::invalid(format!("entry {name:?} is too large")))?;
+        self.inner
+            .seek(SeekFrom::Current(skip))
+            .map_err(|e| input_error(format!("skipping the data of entry {name:?}"), e))?;
+        self.offset = end;
+        self.remaining = 0;
+        self.consume_padding()
     }
 }
 
