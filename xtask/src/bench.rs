@@ -44,6 +44,26 @@ pub struct BenchArgs {
     /// Do not run `cargo build --release --bins` first (use what is in target/release)
     #[arg(long)]
     no_build: bool,
+    /// Measure only these parts, comma-separated [default: all]
+    #[arg(long, value_enum, value_name = "PART", value_delimiter = ',')]
+    only: Vec<Part>,
+}
+
+/// The parts of the bench, each of which can be run alone (`--only`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Part {
+    /// fb-export against curl at each concurrency, and against curl | openssl dgst
+    Export,
+    /// fb-export | fb-verify against curl | cat
+    Pipeline,
+    /// fb-verify and fb-manifest (file, stdin, --deep) against one SHA-256 core and sha256sum
+    Verify,
+    /// fb-import against curl replaying its uploads
+    Import,
+    /// peak RSS of every tool with a small and a large shard
+    Memory,
+    /// nothing written to storage by the exports measured
+    NoSpill,
 }
 
 /// Longest any one measured command may run before it is killed and the bench fails.
@@ -60,6 +80,7 @@ struct Config {
     mem_bytes: [u64; 2],
     reps: u32,
     build: bool,
+    only: Vec<Part>,
 }
 
 impl Config {
@@ -74,7 +95,12 @@ impl Config {
             mem_bytes: [mem[0] * MIB, mem[1] * MIB],
             reps: a.reps.unwrap_or(reps),
             build: !a.no_build,
+            only: a.only,
         })
+    }
+
+    fn wants(&self, part: Part) -> bool {
+        self.only.is_empty() || self.only.contains(&part)
     }
 }
 
@@ -167,30 +193,48 @@ fn measure(b: &mut Bench, started: Instant) -> Result<Report> {
         "seeding a {NODES}-node replicas-{REPLICAS} cluster, {DEMO_SHARDS} shards of {}",
         mib(m.b.cfg.shard_bytes)
     ));
-    let src = m.b.start_cluster("source", NODES, REPLICAS, Some(m.b.cfg.shard_bytes))?;
-    let plan = m.export_plan(&src)?;
-    for c in LEVELS {
-        m.export_vs_curl(&src, &plan, c)?;
+    let wants = |p| m.b.cfg.wants(p);
+    let (export, pipeline, verify, import) =
+        (wants(Part::Export), wants(Part::Pipeline), wants(Part::Verify), wants(Part::Import));
+    let (memory, no_spill) = (wants(Part::Memory), wants(Part::NoSpill));
+    if export || pipeline || verify || import {
+        let src = m.b.start_cluster("source", NODES, REPLICAS, Some(m.b.cfg.shard_bytes))?;
+        let plan = m.export_plan(&src)?;
+        if export {
+            for c in LEVELS {
+                m.export_vs_curl(&src, &plan, c)?;
+            }
+            m.report.export_ratio = Some(m.export_c1.1.secs / m.export_c1.0.secs);
+            m.export_vs_fetch_and_hash(&src, &plan)?;
+        }
+        if pipeline {
+            m.pipeline_vs_curl_cat(&src, &plan)?;
+        }
+        drop(src);
+        if verify {
+            m.verify_vs_sha256sum(&plan)?;
+        }
+        if import {
+            let extracted = m.b.tmp.join("extracted");
+            let replay = m.import_plan(&plan, &extracted)?;
+            for c in LEVELS {
+                m.import_vs_curl(&plan, &replay, c)?;
+            }
+            fs::remove_dir_all(&extracted)?;
+        }
+        fs::remove_file(&plan.archive)?;
     }
-    m.report.export_ratio = m.export_c1.1.secs / m.export_c1.0.secs;
-    m.export_vs_fetch_and_hash(&src, &plan)?;
-    m.pipeline_vs_curl_cat(&src, &plan)?;
-    drop(src);
-    m.verify_vs_sha256sum(&plan)?;
-    let extracted = m.b.tmp.join("extracted");
-    let replay = m.import_plan(&plan, &extracted)?;
-    for c in LEVELS {
-        m.import_vs_curl(&plan, &replay, c)?;
+    if memory {
+        let mem_bytes = m.b.cfg.mem_bytes;
+        let small = m.memory_at(mem_bytes[0])?;
+        let large = m.memory_at(mem_bytes[1])?;
+        for ((tool, small), (_, large)) in small.into_iter().zip(large) {
+            m.report.rows.push(Row::Memory(Memory { tool, shard_bytes: mem_bytes, rss_kib: [small, large] }));
+        }
     }
-    fs::remove_dir_all(&extracted)?;
-    fs::remove_file(&plan.archive)?;
-    let mem_bytes = m.b.cfg.mem_bytes;
-    let small = m.memory_at(mem_bytes[0])?;
-    let large = m.memory_at(mem_bytes[1])?;
-    for (i, tool) in ["fb-export", "fb-import", "fb-verify"].into_iter().enumerate() {
-        m.report.rows.push(Row::Memory(Memory { tool, shard_bytes: mem_bytes, rss_kib: [small[i], large[i]] }));
+    if no_spill {
+        m.no_spill()?;
     }
-    m.no_spill()?;
     Ok(m.report)
 }
 
@@ -331,18 +375,32 @@ impl Measure<'_> {
         Ok(())
     }
 
-    /// fb-verify FILE against sha256sum FILE and against one SHA-256 core, warm cache.
+    /// fb-verify and fb-manifest against one SHA-256 core (`openssl speed`, measured
+    /// between their runs), from the file and from stdin, with and without `--deep`; and
+    /// fb-verify FILE against sha256sum FILE. Warm cache: the figures are about CPU.
     fn verify_vs_sha256sum(&mut self, plan: &ExportPlan) -> Result<()> {
         let reps = self.b.cfg.reps;
-        self.note(&format!("verify: fb-verify FILE vs sha256sum FILE vs one SHA-256 core, {reps} runs each"));
+        self.note(&format!(
+            "verify: fb-verify and fb-manifest (FILE, < FILE, --deep) vs one SHA-256 core, sha256sum FILE; {reps} runs each"
+        ));
         io::copy(&mut File::open(&plan.archive)?, &mut io::sink())?;
-        let (mut ours, mut sum) = (Best::default(), Best::default());
+        let mut figures: Vec<(CoreFigure, Best)> = CORE_FIGURES.iter().map(|f| (*f, Best::default())).collect();
+        let mut sum = Best::default();
         let mut core_bps: f64 = 0.0;
         let mut core_source = String::new();
         for _ in 0..reps {
-            let mut verify = self.b.tool("fb-verify");
-            verify.arg("-q").arg(&plan.archive);
-            ours.add(&self.b.runner.run_to_null(verify)?);
+            for (f, best) in &mut figures {
+                let mut cmd = self.b.tool(f.tool);
+                cmd.arg("-q").args(f.args);
+                let run = if f.stdin {
+                    cmd.arg("-");
+                    self.b.runner.pipeline(vec![cmd], Stdio::from(File::open(&plan.archive)?), Stdio::null())?
+                } else {
+                    cmd.arg(&plan.archive);
+                    self.b.runner.run_to_null(cmd)?
+                };
+                best.add(&run);
+            }
             let mut sha = Command::new("sha256sum");
             sha.arg(&plan.archive);
             sum.add(&self.b.runner.run_to_null(sha)?);
@@ -355,22 +413,24 @@ impl Measure<'_> {
         self.report.rows.push(Row::Throughput(Throughput {
             figure: "verify FILE, warm cache".into(),
             bytes: plan.bytes,
-            ours: ours.clone(),
+            ours: figures[0].1.clone(),
             base: sum,
             base_name: "sha256sum",
             goal: None,
         }));
-        let speed = CoreSpeed {
-            figure: "verify FILE vs one SHA-256 core",
-            bytes: plan.bytes,
-            ours,
-            core_bps,
-            core_source: core_source.clone(),
-            goal: 0.8,
-        };
-        self.report.verify_ratio = speed.ratio();
+        for (f, ours) in figures {
+            let speed = CoreSpeed {
+                figure: f.figure,
+                bytes: plan.bytes,
+                ours,
+                core_bps,
+                core_source: core_source.clone(),
+                goal: f.goal,
+            };
+            self.report.core_ratios.push((f.short, speed.ratio()));
+            self.report.rows.push(Row::CoreSpeed(speed));
+        }
         self.report.core_source = core_source;
-        self.report.rows.push(Row::CoreSpeed(speed));
         Ok(())
     }
 
@@ -423,9 +483,10 @@ impl Measure<'_> {
         Ok(())
     }
 
-    /// Peak RSS (KiB) of fb-export, fb-import and fb-verify with one shard of `size` bytes
-    /// in a 1-node cluster.
-    fn memory_at(&mut self, size: u64) -> Result<[u64; 3]> {
+    /// Peak RSS (KiB) of fb-export, fb-import, and fb-verify and fb-manifest (a file read at
+    /// offsets, and stdin, whose stream takes the most buffers), with one shard of `size`
+    /// bytes in a 1-node cluster.
+    fn memory_at(&mut self, size: u64) -> Result<Vec<(&'static str, u64)>> {
         self.note(&format!("memory: export, verify and import of a 1-node cluster with a {} shard", mib(size)));
         let src = self.b.start_cluster("mem-source", 1, 1, Some(0))?;
         pad_shard(&src.dir, size)?;
@@ -439,9 +500,24 @@ impl Measure<'_> {
         export.args(["--host", src.host(), "-q"]);
         self.b.runner.pipeline(vec![export], Stdio::null(), Stdio::from(File::create(&big)?))?;
         drop(src);
-        let mut verify = self.b.tool("fb-verify");
-        verify.arg("-q").arg(&big);
-        let verify_rss = self.b.runner.run_to_null(verify)?.max_rss_kib();
+        let mut readers = Vec::new();
+        for (tool, args, stdin, label) in [
+            ("fb-verify", &[][..], false, "fb-verify FILE"),
+            ("fb-verify", &["--deep"][..], true, "fb-verify --deep < FILE"),
+            ("fb-manifest", &[][..], false, "fb-manifest FILE"),
+            ("fb-manifest", &[][..], true, "fb-manifest < FILE"),
+        ] {
+            let mut cmd = self.b.tool(tool);
+            cmd.arg("-q").args(args);
+            let run = if stdin {
+                cmd.arg("-");
+                self.b.runner.pipeline(vec![cmd], Stdio::from(File::open(&big)?), Stdio::null())?
+            } else {
+                cmd.arg(&big);
+                self.b.runner.run_to_null(cmd)?
+            };
+            readers.push((label, run.max_rss_kib()));
+        }
         let target = self.b.start_cluster("mem-target", 1, 1, None)?;
         let mut import = self.b.tool("fb-import");
         import.args(["--host", target.host(), "-q"]);
@@ -449,7 +525,7 @@ impl Measure<'_> {
             self.b.runner.pipeline(vec![import], Stdio::from(File::open(&big)?), Stdio::null())?.max_rss_kib();
         drop(target);
         fs::remove_file(&big)?;
-        Ok([export_rss, import_rss, verify_rss])
+        Ok([("fb-export", export_rss), ("fb-import", import_rss)].into_iter().chain(readers).collect())
     }
 
     /// No spill: nothing written to storage by any export to /dev/null, TMPDIR still empty.
@@ -459,6 +535,89 @@ impl Measure<'_> {
         Ok(())
     }
 }
+
+/// One figure against one SHA-256 core: a tool reading the bench archive.
+#[derive(Debug, Clone, Copy)]
+struct CoreFigure {
+    figure: &'static str,
+    /// In the summary line.
+    short: &'static str,
+    tool: &'static str,
+    args: &'static [&'static str],
+    /// The archive on stdin (a stream split by entry) rather than named (read at offsets).
+    stdin: bool,
+    goal: f64,
+}
+
+/// Entries are hashed in parallel, one per core: a file (read at offsets) must pass 1.7
+/// cores' worth of SHA-256 on two cores, a stream (one thread reads and splits it) 1.5;
+/// `--deep` and `--census` add their own work per entry, done on the same workers.
+const CORE_FIGURES: [CoreFigure; 8] = [
+    CoreFigure {
+        figure: "verify FILE vs one SHA-256 core",
+        short: "verify FILE",
+        tool: "fb-verify",
+        args: &[],
+        stdin: false,
+        goal: 1.7,
+    },
+    CoreFigure {
+        figure: "verify < FILE vs one SHA-256 core",
+        short: "< FILE",
+        tool: "fb-verify",
+        args: &[],
+        stdin: true,
+        goal: 1.5,
+    },
+    CoreFigure {
+        figure: "verify --deep FILE vs one SHA-256 core",
+        short: "--deep FILE",
+        tool: "fb-verify",
+        args: &["--deep"],
+        stdin: false,
+        goal: 1.7,
+    },
+    CoreFigure {
+        figure: "verify --deep < FILE vs one SHA-256 core",
+        short: "--deep < FILE",
+        tool: "fb-verify",
+        args: &["--deep"],
+        stdin: true,
+        goal: 1.5,
+    },
+    CoreFigure {
+        figure: "verify --census FILE vs one SHA-256 core",
+        short: "--census FILE",
+        tool: "fb-verify",
+        args: &["--census"],
+        stdin: false,
+        goal: 1.7,
+    },
+    CoreFigure {
+        figure: "verify --census < FILE vs one SHA-256 core",
+        short: "--census < FILE",
+        tool: "fb-verify",
+        args: &["--census"],
+        stdin: true,
+        goal: 1.5,
+    },
+    CoreFigure {
+        figure: "manifest FILE vs one SHA-256 core",
+        short: "manifest FILE",
+        tool: "fb-manifest",
+        args: &[],
+        stdin: false,
+        goal: 1.7,
+    },
+    CoreFigure {
+        figure: "manifest < FILE vs one SHA-256 core",
+        short: "manifest < FILE",
+        tool: "fb-manifest",
+        args: &[],
+        stdin: true,
+        goal: 1.5,
+    },
+];
 
 /// Rewrite shard 0 of the demo's unkeyed index on node 0 with the same bitmaps, padded to
 /// `bytes` (atomically: a dot-file beside it, then a rename, so the node never serves half).

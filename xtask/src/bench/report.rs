@@ -261,11 +261,12 @@ pub struct Report {
     pub rows: Vec<Row>,
     pub scaling: Vec<Scaling>,
     pub cpu: Vec<CpuNote>,
-    /// Export at concurrency 1 against curl (baseline time over ours).
-    pub export_ratio: f64,
+    /// Export at concurrency 1 against curl (baseline time over ours), when measured.
+    pub export_ratio: Option<f64>,
     /// Export against a fetch that also hashes every byte once (curl | openssl dgst).
     pub export_hash_ratio: Option<f64>,
-    pub verify_ratio: f64,
+    /// fb-verify and fb-manifest against one SHA-256 core: (short name, ratio).
+    pub core_ratios: Vec<(&'static str, f64)>,
     pub core_source: String,
 }
 
@@ -310,14 +311,16 @@ impl Report {
             "one-core SHA-256 from {}; peak RSS is fbkit's (max over its runs, from wait4); bench took {:.0} s",
             self.core_source, secs
         );
-        let _ = writeln!(
-            out,
-            "summary: export {:.2}\u{d7} curl{}, verify {:.2}\u{d7} of one SHA-256 core (commit {})",
-            self.export_ratio,
-            self.export_hash_ratio.map(|x| format!(" ({x:.2}\u{d7} curl|openssl dgst)")).unwrap_or_default(),
-            self.verify_ratio,
-            commit(root)
-        );
+        let mut summary = Vec::new();
+        if let Some(r) = self.export_ratio {
+            let hash = self.export_hash_ratio.map(|x| format!(" ({x:.2}\u{d7} curl|openssl dgst)")).unwrap_or_default();
+            summary.push(format!("export {r:.2}\u{d7} curl{hash}"));
+        }
+        if !self.core_ratios.is_empty() {
+            let each: Vec<String> = self.core_ratios.iter().map(|(what, r)| format!("{what} {r:.2}\u{d7}")).collect();
+            summary.push(format!("{} of one SHA-256 core", each.join(", ")));
+        }
+        let _ = writeln!(out, "summary: {} (commit {})", summary.join("; "), commit(root));
     }
 }
 
