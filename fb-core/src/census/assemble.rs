@@ -144,6 +144,7 @@ impl Assembler {
                             sum: v.sum + base * i128::from(v.count),
                             min: v.min.map(|m| m + base),
                             max: v.max.map(|m| m + base),
+                            sum_unknown: None,
                         })
                     }
                     None => {

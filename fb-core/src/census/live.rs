@@ -20,7 +20,8 @@
 //!   that is exactly one period of a unit of the quantum is that period's view;
 //! - values of int, decimal and timestamp fields: `Sum(field=f)` (value and count), `Min`
 //!   and `Max`. A sum upstream adds in wrapping 64-bit integers; the exact sum is recovered
-//!   from it and the count, min and max where only one value fits (see [`exact_sum`]).
+//!   from it and the count, min and max where only one value fits (see [`exact_sum`]);
+//!   elsewhere the sum is marked unknown, with why, and is not compared.
 //!
 //! The list of views comes from `GET /schema?views=true`: the cluster-wide list upstream
 //! keeps in its schema store, not one node's files.
@@ -213,13 +214,16 @@ async fn index_census(client: &ClusterClient, index: &IndexPlan, views: &ViewLis
                 "{at}: Sum counts {count} values but Min is {min:?} and Max is {max:?}"
             )));
         }
-        let sum = match (min, max) {
-            (Some(lo), Some(hi)) => exact_sum(wrapped, count, lo, hi).map_err(|why| {
-                Error::protocol(format!("{at}: Sum(field={}) answered {wrapped} for {count} values: {why}", field.name))
-            })?,
-            _ => wrapped,
+        let (sum, sum_unknown) = match (min, max) {
+            (Some(lo), Some(hi)) => match exact_sum(wrapped, count, lo, hi) {
+                Ok(sum) => (sum, None),
+                Err(why) => {
+                    (wrapped, Some(format!("Sum(field={}) answered {wrapped} for {count} values: {why}", field.name)))
+                }
+            },
+            _ => (wrapped, None),
         };
-        let figure = ValuesCensus { field_type: field.field_type.clone(), unit, count, sum, min, max };
+        let figure = ValuesCensus { field_type: field.field_type.clone(), unit, count, sum, min, max, sum_unknown };
         figures.fields.insert(field.name.clone(), FieldCensus::Values(figure));
     }
     Ok(figures)
