@@ -21,7 +21,7 @@ use crate::content::{self, Content};
 use crate::error::{Error, Result};
 use crate::events::Events;
 use crate::manifest::{diff, Diff, Manifest};
-use crate::verify::{manifest_of_scan, open_input, scan_dir, scan_file, scan_stream, Scan, ScanMode};
+use crate::verify::{manifest_of_scan, open_input, scan_dir, scan_file, scan_stdin, scan_stream, Scan, ScanMode};
 
 /// Where one side of a comparison comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +90,11 @@ pub fn load_side(source: &Source, label: &str, allow_manifest: bool, content: bo
         Source::Directory(dir) => {
             fallback.insert("directory".into(), Value::from(label));
             return Side::of_scan(scan_dir(dir, mode, events)?, fallback);
+        }
+        Source::Stdin if !allow_manifest => {
+            // Only an archive: a file redirected to stdin is read at offsets (scan_stdin).
+            fallback.insert("archive".into(), Value::from(label));
+            return Side::of_scan(scan_stdin(mode, events), fallback).map_err(|e| e.context(label));
         }
         Source::Stdin => Box::new(std::io::stdin().lock()),
         Source::File(path) => {

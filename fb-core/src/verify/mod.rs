@@ -19,7 +19,7 @@ use crate::schema::Schema;
 mod digest;
 mod scan;
 
-pub use scan::{scan_dir, scan_file, scan_stream};
+pub use scan::{scan_dir, scan_file, scan_stdin, scan_stream};
 
 /// Read buffer: large enough that hashing, not system calls, is the cost.
 pub(crate) const BUF: usize = 1 << 20;
@@ -317,8 +317,8 @@ pub fn open_input(path: &Path) -> Result<std::fs::File> {
 pub fn scan_source(source: Option<&Path>, mode: impl Into<ScanMode>, events: &Events) -> Result<Scan> {
     let mode = mode.into();
     match source {
-        None => Ok(scan_stream(std::io::stdin().lock(), mode, events)),
-        Some(p) if p.as_os_str() == "-" => Ok(scan_stream(std::io::stdin().lock(), mode, events)),
+        None => Ok(scan_stdin(mode, events)),
+        Some(p) if p.as_os_str() == "-" => Ok(scan_stdin(mode, events)),
         Some(p) if p.is_dir() => scan_dir(p, mode, events),
         Some(p) => Ok(scan_file(open_input(p)?, mode, events)),
     }
