@@ -7,7 +7,9 @@ use std::fs::File;
 use super::decode::{shard_figures, RbfSource, ShardFigures, StoredValues, ViewFigures, BSI_VIEW_PREFIX};
 use super::{Census, FieldCensus, IndexCensus, IndexPlan, Row, RowsCensus, ValuesCensus, STANDARD_VIEW};
 use crate::error::{Error, Result};
-use crate::format::translate::read_store;
+use crate::format::bolt::visit_bucket;
+use crate::format::translate::EMPTY_KEY_SENTINEL;
+use crate::format::FormatProblem;
 use crate::layout::{EntryKind, EntryPath};
 
 /// The field upstream keeps existence in (row 0 of its standard view).
@@ -35,33 +37,41 @@ pub fn wants(kind: EntryKind) -> bool {
     matches!(kind, EntryKind::Shard | EntryKind::IndexKeys | EntryKind::FieldKeys)
 }
 
-/// Decode one entry whose bytes are `len` bytes at `offset` of `file`. Key stores are read
-/// whole (they are bbolt files; the largest read is `max_key_store` bytes).
-pub fn decode_entry(kind: EntryKind, file: &File, offset: u64, len: u64, max_key_store: u64) -> EntryCensus {
-    match kind {
-        EntryKind::Shard => match shard_figures(&RbfSource::new(file, offset, len)) {
-            Ok(f) => EntryCensus::Shard(f),
-            Err(p) => EntryCensus::Unreadable(p.to_string()),
-        },
-        EntryKind::IndexKeys | EntryKind::FieldKeys => {
-            if len > max_key_store {
-                return EntryCensus::Unreadable(format!(
-                    "a key store of {len} bytes is larger than the {} MiB the census reads",
-                    max_key_store >> 20
-                ));
-            }
-            let mut bytes = vec![0u8; len as usize];
-            if let Err(e) = std::os::unix::fs::FileExt::read_exact_at(file, &mut bytes, offset) {
-                return EntryCensus::Unreadable(format!("cannot read it back: {e}"));
-            }
-            match read_store(&bytes) {
-                Ok(keys) if kind == EntryKind::IndexKeys => EntryCensus::IndexKeys(keys.len() as u64),
-                Ok(keys) => EntryCensus::FieldKeys(keys.into_iter().map(|(k, id)| (id, k)).collect()),
-                Err(p) => EntryCensus::Unreadable(p.to_string()),
-            }
+/// Decode one entry whose bytes are `len` bytes at `offset` of `file`. Key stores are
+/// bbolt files read one node at a time: an index partition gives the size of its `keys`
+/// bucket, a field's store the key of every row ID from its `ids` bucket.
+pub fn decode_entry(kind: EntryKind, file: &File, offset: u64, len: u64) -> EntryCensus {
+    let result = match kind {
+        EntryKind::Shard => shard_figures(&RbfSource::new(file, offset, len)).map(EntryCensus::Shard),
+        EntryKind::IndexKeys => {
+            let mut n = 0u64;
+            visit_bucket(file, offset, len, b"keys", &mut |_, _| {
+                n += 1;
+                Ok(())
+            })
+            .and_then(|found| if found { Ok(EntryCensus::IndexKeys(n)) } else { Err(no_bucket("keys")) })
         }
-        _ => EntryCensus::Unreadable("not an entry the census reads".into()),
-    }
+        EntryKind::FieldKeys => {
+            let mut ids = BTreeMap::new();
+            visit_bucket(file, offset, len, b"ids", &mut |id, key| {
+                let id = <[u8; 8]>::try_from(id).map(u64::from_be_bytes).map_err(|_| FormatProblem {
+                    offset: 0,
+                    message: format!("a row ID of {} bytes, want 8", id.len()),
+                })?;
+                let key =
+                    if key == EMPTY_KEY_SENTINEL { String::new() } else { String::from_utf8_lossy(key).into_owned() };
+                ids.insert(id, key);
+                Ok(())
+            })
+            .and_then(|found| if found { Ok(EntryCensus::FieldKeys(ids)) } else { Err(no_bucket("ids")) })
+        }
+        _ => return EntryCensus::Unreadable("not an entry the census reads".into()),
+    };
+    result.unwrap_or_else(|p| EntryCensus::Unreadable(p.to_string()))
+}
+
+fn no_bucket(name: &str) -> FormatProblem {
+    FormatProblem { offset: 0, message: format!("key store has no {name:?} bucket") }
 }
 
 /// Puts entries' figures together. Memory: the rows and keys of the census itself, never
@@ -208,5 +218,44 @@ impl Assembler {
             )));
         }
         Ok(census)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::translate::{read_store, write_store};
+    use std::io::Write;
+
+    #[test]
+    fn key_stores_are_read_node_by_node_as_the_whole_file_reader_reads_them() {
+        for n in [0usize, 3, 5000] {
+            let keys: Vec<(String, u64)> =
+                (0..n).map(|i| (if i == 1 { String::new() } else { format!("key-{i:06}") }, i as u64 + 1)).collect();
+            let mut f = tempfile::tempfile().unwrap();
+            let mut bytes = Vec::new();
+            let len = write_store(&mut bytes, &keys).unwrap();
+            f.write_all(&bytes).unwrap();
+            let whole = read_store(&bytes).unwrap();
+            match decode_entry(EntryKind::IndexKeys, &f, 0, len) {
+                EntryCensus::IndexKeys(k) => assert_eq!(k as usize, whole.len(), "{n} keys"),
+                other => panic!("{other:?}"),
+            }
+            match decode_entry(EntryKind::FieldKeys, &f, 0, len) {
+                EntryCensus::FieldKeys(ids) => {
+                    assert_eq!(ids.into_iter().map(|(id, k)| (k, id)).collect::<Vec<_>>(), whole, "{n} keys")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // Cut short: named, never a smaller count.
+        let mut bytes = Vec::new();
+        write_store(&mut bytes, &[("a".to_string(), 1)]).unwrap();
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(&bytes[..bytes.len() - 4096]).unwrap();
+        assert!(matches!(
+            decode_entry(EntryKind::IndexKeys, &f, 0, bytes.len() as u64 - 4096),
+            EntryCensus::Unreadable(_)
+        ));
     }
 }

@@ -853,6 +853,135 @@ pub(super) fn read_entries(data: &[u8]) -> Result<BTreeMap<Vec<u8>, Vec<Entry>>,
     Ok(out)
 }
 
+/// What [`visit_bucket`] calls for each key/value of the bucket, in key order.
+pub(crate) type KeyValueVisitor<'v> = dyn FnMut(&[u8], &[u8]) -> Result<(), FormatProblem> + 'v;
+
+/// Calls `visit` for every key/value of the top-level bucket `name` of the bbolt file held
+/// in the `len` bytes at `offset` of `file`, reading one node at a time through positional
+/// reads: memory is the largest node (a page and its overflow), not the file. Returns
+/// whether the bucket exists. Nested buckets are skipped; malformed structure is reported
+/// with its offset inside the bbolt file.
+pub(crate) fn visit_bucket(
+    file: &std::fs::File,
+    offset: u64,
+    len: u64,
+    name: &[u8],
+    visit: &mut KeyValueVisitor<'_>,
+) -> Result<bool, FormatProblem> {
+    use std::os::unix::fs::FileExt;
+    let read = |at: u64, n: u64| -> Result<Vec<u8>, FormatProblem> {
+        if at.checked_add(n).is_none_or(|end| end > len) {
+            return Err(problem(at, format!("{n} bytes at {at} lie past the end of the file ({len} bytes)")));
+        }
+        let mut buf = vec![0u8; n as usize];
+        file.read_exact_at(&mut buf, offset + at).map_err(|e| problem(at, format!("cannot read: {e}")))?;
+        Ok(buf)
+    };
+    let first = read(0, (META_END as u64).min(len))?;
+    let m0 = parse_meta(&first, 0);
+    let ps0 = m0.as_ref().map_or(PAGE_SIZE, |m| m.page_size);
+    let m1 = read(ps0, META_END as u64).and_then(|p| parse_meta(&p, ps0));
+    let meta = match (m0, m1) {
+        (Ok(a), Ok(b)) => {
+            if b.txid > a.txid {
+                b
+            } else {
+                a
+            }
+        }
+        (Ok(a), Err(_)) => a,
+        (Err(_), Ok(b)) => b,
+        (Err(e), Err(_)) => return Err(e),
+    };
+    let ps = meta.page_size;
+    let mut visited = PageBits::with_len(meta.pgid.min(len / ps + 1));
+    // One node: its bytes with overflow, its base offset, flags and element count.
+    let mut node = |id: u64, at: u64| -> Result<(Vec<u8>, u64, u16, u16), FormatProblem> {
+        if id < 2 || id >= meta.pgid || id == meta.freelist {
+            return Err(problem(at, format!("reference to page {id} outside the data pages")));
+        }
+        if visited.get(id) {
+            return Err(problem(at, format!("page {id} referenced twice")));
+        }
+        visited.set(id);
+        let head = read(id * ps, HEADER as u64)?;
+        if le64(&head, 0) != id {
+            return Err(problem(id * ps, format!("page {id} carries id {}", le64(&head, 0))));
+        }
+        let overflow = u64::from(le32(&head, 12));
+        if overflow.checked_add(id + 1).is_none_or(|e| e > meta.pgid) {
+            return Err(problem(id * ps + 12, format!("page {id} overflows past the high-water mark")));
+        }
+        Ok((read(id * ps, (overflow + 1) * ps)?, id * ps, le16(&head, 8), le16(&head, 10)))
+    };
+    // Depth-first over a tree, leaves in key order; `on_leaf` gets each leaf's elements.
+    let mut walk = |root: u64, at: u64, on_leaf: &mut dyn FnMut(Vec<(Entry, u32)>) -> Result<(), FormatProblem>| {
+        let mut stack = vec![(root, at, 0usize)];
+        while let Some((id, at, depth)) = stack.pop() {
+            if depth > MAX_DEPTH {
+                return Err(problem(at, "bbolt tree too deep"));
+            }
+            let (bytes, base, flags, count) = node(id, at)?;
+            match flags {
+                FLAG_LEAF => {
+                    let mut elems = Vec::new();
+                    leaf_elems(&bytes, base, count, &mut elems)?;
+                    check_order(&elems)?;
+                    on_leaf(elems)?;
+                }
+                FLAG_BRANCH => {
+                    let mut refs = Vec::new();
+                    walk_node(&bytes, bytes.len() as u64, base, flags, count, &mut refs)?;
+                    stack.extend(refs.into_iter().rev().map(|(child, cat)| (child, cat, depth + 1)));
+                }
+                _ => return Err(problem(base + 8, format!("page {id} has flags {flags:#x}, not branch or leaf"))),
+            }
+        }
+        Ok(())
+    };
+    let mut header: Option<(Vec<u8>, u64)> = None;
+    walk(meta.root, HEADER as u64 + 16, &mut |elems| {
+        for (e, flags) in elems {
+            if flags & BUCKET_LEAF_FLAG != 0 && e.key == name {
+                header = Some((e.value, e.offset));
+            }
+        }
+        Ok(())
+    })?;
+    let Some((value, at)) = header else { return Ok(false) };
+    if value.len() < BUCKET_HEADER {
+        return Err(problem(at, "bucket value shorter than a bucket header"));
+    }
+    let mut last: Option<Vec<u8>> = None;
+    let mut each = |elems: Vec<(Entry, u32)>| -> Result<(), FormatProblem> {
+        for (e, flags) in elems {
+            if last.as_ref().is_some_and(|l| *l >= e.key) {
+                return Err(problem(e.offset, "keys out of order across nodes"));
+            }
+            if flags & BUCKET_LEAF_FLAG == 0 {
+                visit(&e.key, &e.value)?;
+            }
+            last = Some(e.key);
+        }
+        Ok(())
+    };
+    match le64(&value, 0) {
+        0 => {
+            let inline = &value[BUCKET_HEADER..];
+            let ibase = at + BUCKET_HEADER as u64;
+            if inline.len() < HEADER || le16(inline, 8) != FLAG_LEAF {
+                return Err(problem(ibase, "inline bucket is not a leaf page image"));
+            }
+            let mut elems = Vec::new();
+            leaf_elems(inline, ibase, le16(inline, 10), &mut elems)?;
+            check_order(&elems)?;
+            each(elems)?;
+        }
+        root => walk(root, at, &mut each)?,
+    }
+    Ok(true)
+}
+
 /// Reads a bbolt file: every top-level bucket with its key/values in key order. Handles
 /// inline buckets, branch pages and overflow pages; uses the valid meta page with the higher
 /// txid, as bbolt does. Nested buckets are skipped (FeatureBase does not use them). Any

@@ -40,9 +40,6 @@ enum CensusSource {
     Failed(String),
 }
 
-/// Largest key store the census reads into memory.
-const MAX_KEY_STORE: u64 = 256 << 20;
-
 /// Largest schema kept for the deep checks.
 const MAX_SCHEMA: usize = 64 << 20;
 
@@ -124,8 +121,8 @@ impl EntryDigest {
             }
         }
         let census = self.census.map(|src| match src {
-            CensusSource::At(f, offset) => decode_entry(kind, &f, offset, self.size, MAX_KEY_STORE),
-            CensusSource::Spool(f) => decode_entry(kind, &f, 0, self.size, MAX_KEY_STORE),
+            CensusSource::At(f, offset) => decode_entry(kind, &f, offset, self.size),
+            CensusSource::Spool(f) => decode_entry(kind, &f, 0, self.size),
             CensusSource::Failed(why) => EntryCensus::Unreadable(why),
         });
         ScannedEntry { path: self.path, size: self.size, sha256, problem, content, census }
