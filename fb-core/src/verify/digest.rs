@@ -35,6 +35,8 @@ pub(super) struct EntryDigest {
 /// offset (a directory's file, an entry of a plain tar file), else a private temporary
 /// copy written as the bytes pass (memory stays one buffer; disk, the entry's size).
 enum CensusSource {
+    /// Nothing read yet, and no place to read it again: a copy is made on the first bytes.
+    Pending,
     At(Arc<File>, u64),
     Spool(File),
     Failed(String),
@@ -57,16 +59,12 @@ impl EntryDigest {
             prefix: Vec::new(),
             content,
             want_content: mode.content,
-            census: (mode.census && wants(kind)).then(|| match tempfile::tempfile() {
-                Ok(f) => CensusSource::Spool(f),
-                Err(e) => CensusSource::Failed(format!("cannot create a temporary file for the census: {e}")),
-            }),
+            census: (mode.census && wants(kind)).then_some(CensusSource::Pending),
         }
     }
 
     /// The entry's bytes are also at `offset` of `file`: the census reads them there instead
     /// of keeping a copy.
-    #[allow(dead_code)]
     pub(super) fn readable_at(mut self, file: Arc<File>, offset: u64) -> Self {
         if self.census.is_some() {
             self.census = Some(CensusSource::At(file, offset));
@@ -91,6 +89,12 @@ impl EntryDigest {
             } else if self.want_content {
                 self.content = None;
             }
+        }
+        if let Some(CensusSource::Pending) = self.census {
+            self.census = Some(match tempfile::tempfile() {
+                Ok(f) => CensusSource::Spool(f),
+                Err(e) => CensusSource::Failed(format!("cannot create a temporary file for the census: {e}")),
+            });
         }
         if let Some(CensusSource::Spool(f)) = self.census.as_mut() {
             if let Err(e) = f.write_all(data) {
@@ -123,6 +127,7 @@ impl EntryDigest {
         let census = self.census.map(|src| match src {
             CensusSource::At(f, offset) => decode_entry(kind, &f, offset, self.size),
             CensusSource::Spool(f) => decode_entry(kind, &f, 0, self.size),
+            CensusSource::Pending => EntryCensus::Unreadable("the entry is empty".into()),
             CensusSource::Failed(why) => EntryCensus::Unreadable(why),
         });
         ScannedEntry { path: self.path, size: self.size, sha256, problem, content, census }
