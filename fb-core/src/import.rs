@@ -115,7 +115,10 @@ fn reader_thread<R: Read>(input: R, tx: mpsc::Sender<ReadMsg>) {
                 let mut hasher = Sha256::new();
                 let mut n = 0u64;
                 loop {
-                    let mut buf = vec![0u8; CHUNK];
+                    // No bigger than what is left of the entry: a restore of many small
+                    // files would otherwise zero and carry a whole CHUNK per file.
+                    let left = size.saturating_sub(n).clamp(1, CHUNK as u64) as usize;
+                    let mut buf = vec![0u8; left];
                     match reader.read(&mut buf) {
                         Ok(0) => break,
                         Ok(k) => {
@@ -225,8 +228,7 @@ pub fn open_backup(source: Option<&std::path::Path>, opts: &mut ImportOptions) -
     Ok(Box::new(crate::verify::open_input(path)?))
 }
 
-/// The target cluster: its nodes and primary, and where it wants each entry (owners asked
-/// once per shard and key partition).
+/// The target cluster: its nodes and primary, and where it wants each entry.
 struct Targets {
     client: Arc<ClusterClient>,
     /// The target's schema when it already held indexes (`--force`, `--resume`).
@@ -235,8 +237,9 @@ struct Targets {
     held: Option<crate::resume::TargetState>,
     nodes: Vec<Node>,
     primary: Node,
-    shard_owners: HashMap<(String, u64), Vec<Node>>,
-    partition_owners: HashMap<u32, Vec<Node>>,
+    /// Owners of shards and key partitions, asked as the entries come (shared by the send
+    /// tasks, which ask it, so that a lookup never holds up the reading of the stream).
+    owners: Arc<OwnerCache>,
 }
 
 impl Targets {
@@ -286,57 +289,115 @@ impl Targets {
         let held = if opts.resume { Some(crate::resume::TargetState::read(c).await?) } else { None };
         let primary = status.nodes.iter().find(|n| n.is_primary).cloned().unwrap_or_else(|| status.nodes[0].clone());
         Ok(Targets {
-            client,
             existing,
             held,
             nodes: status.nodes,
             primary,
-            shard_owners: HashMap::new(),
-            partition_owners: HashMap::new(),
+            owners: Arc::new(OwnerCache::new(Arc::clone(&client))),
+            client,
         })
     }
 
-    async fn for_entry(&mut self, path: &EntryPath) -> Result<(Vec<Node>, String)> {
-        Ok(match path {
-            EntryPath::Schema => (vec![self.primary.clone()], "/schema".into()),
-            EntryPath::Idalloc => (vec![self.primary.clone()], "/internal/idalloc/restore".into()),
-            EntryPath::Shard { index, shard } | EntryPath::Dataframe { index, shard } => {
-                let key = (index.clone(), *shard);
-                if !self.shard_owners.contains_key(&key) {
-                    let owners: Vec<Node> = self
-                        .client
-                        .get_json(
-                            self.client.entry_node(),
-                            &format!("/internal/fragment/nodes?index={index}&shard={shard}"),
-                        )
-                        .await?;
-                    self.client.trust_nodes(&owners);
-                    self.shard_owners.insert(key.clone(), owners);
-                }
-                let owners = self.shard_owners[&key].clone();
-                let route = if matches!(path, EntryPath::Shard { .. }) {
-                    format!("/internal/restore/{index}/{shard}")
-                } else {
-                    format!("/internal/dataframe/restore/{index}/{shard}")
-                };
-                (owners, route)
+    /// Where an entry goes: its owners (or how to find them) and the route.
+    fn route(&self, path: &EntryPath) -> (Owners, String) {
+        match path {
+            EntryPath::Schema => (Owners::Known(vec![self.primary.clone()]), "/schema".into()),
+            EntryPath::Idalloc => (Owners::Known(vec![self.primary.clone()]), "/internal/idalloc/restore".into()),
+            EntryPath::Shard { index, shard } => {
+                (Owners::Shard { index: index.clone(), shard: *shard }, format!("/internal/restore/{index}/{shard}"))
             }
+            EntryPath::Dataframe { index, shard } => (
+                Owners::Shard { index: index.clone(), shard: *shard },
+                format!("/internal/dataframe/restore/{index}/{shard}"),
+            ),
             EntryPath::IndexKeys { index, partition } => {
-                if !self.partition_owners.contains_key(partition) {
-                    let owners: Vec<Node> = self
-                        .client
-                        .get_json(self.client.entry_node(), &format!("/internal/partition/nodes?partition={partition}"))
-                        .await?;
-                    self.client.trust_nodes(&owners);
-                    self.partition_owners.insert(*partition, owners);
-                }
-                (self.partition_owners[partition].clone(), format!("/internal/translate/index/{index}/{partition}"))
+                (Owners::Partition(*partition), format!("/internal/translate/index/{index}/{partition}"))
             }
             // Upstream's restore sends field key stores to every node.
             EntryPath::FieldKeys { index, field } => {
-                (self.nodes.clone(), format!("/internal/translate/field/{index}/{field}"))
+                (Owners::Known(self.nodes.clone()), format!("/internal/translate/field/{index}/{field}"))
             }
-        })
+        }
+    }
+}
+
+/// The owners of one entry, or what to ask the target for them.
+enum Owners {
+    Known(Vec<Node>),
+    Shard { index: String, shard: u64 },
+    Partition(u32),
+}
+
+/// The target's answers about who owns what. FeatureBase places a shard on the owners of
+/// its shard partition (`ShardNodes` is `PartitionNodes(ShardToShardPartition)` with 256
+/// partitions, disco/snapshot.go), so a restore of many small shards need not ask once per
+/// shard: after checking on the first shard that the target answers the same for the shard
+/// and for its partition, shards are looked up by partition (at most 256 questions for the
+/// whole restore). A target that answers otherwise is asked per shard, as before.
+struct OwnerCache {
+    client: Arc<ClusterClient>,
+    by_partition: std::sync::Mutex<HashMap<u32, Vec<Node>>>,
+    by_shard: std::sync::Mutex<HashMap<(String, u64), Vec<Node>>>,
+    /// Whether shard owners are the owners of the shard's partition on this target.
+    shards_by_partition: tokio::sync::OnceCell<bool>,
+}
+
+impl OwnerCache {
+    fn new(client: Arc<ClusterClient>) -> OwnerCache {
+        OwnerCache {
+            client,
+            by_partition: Default::default(),
+            by_shard: Default::default(),
+            shards_by_partition: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    async fn resolve(&self, owners: Owners) -> Result<Vec<Node>> {
+        match owners {
+            Owners::Known(nodes) => Ok(nodes),
+            Owners::Partition(p) => self.partition(p).await,
+            Owners::Shard { index, shard } => {
+                let partition = crate::topology::shard_partition(&index, shard);
+                let by_partition = *self
+                    .shards_by_partition
+                    .get_or_try_init(|| async {
+                        let per_shard = self.shard(&index, shard).await?;
+                        let per_partition = self.partition(partition).await?;
+                        Ok::<bool, Error>(per_shard.iter().map(|n| &n.id).eq(per_partition.iter().map(|n| &n.id)))
+                    })
+                    .await?;
+                if by_partition {
+                    self.partition(partition).await
+                } else {
+                    self.shard(&index, shard).await
+                }
+            }
+        }
+    }
+
+    async fn partition(&self, partition: u32) -> Result<Vec<Node>> {
+        if let Some(nodes) = self.by_partition.lock().expect("lock").get(&partition) {
+            return Ok(nodes.clone());
+        }
+        let nodes = self.ask(&format!("/internal/partition/nodes?partition={partition}")).await?;
+        self.by_partition.lock().expect("lock").insert(partition, nodes.clone());
+        Ok(nodes)
+    }
+
+    async fn shard(&self, index: &str, shard: u64) -> Result<Vec<Node>> {
+        let key = (index.to_string(), shard);
+        if let Some(nodes) = self.by_shard.lock().expect("lock").get(&key) {
+            return Ok(nodes.clone());
+        }
+        let nodes = self.ask(&format!("/internal/fragment/nodes?index={index}&shard={shard}")).await?;
+        self.by_shard.lock().expect("lock").insert(key, nodes.clone());
+        Ok(nodes)
+    }
+
+    async fn ask(&self, path: &str) -> Result<Vec<Node>> {
+        let nodes: Vec<Node> = self.client.get_json(self.client.entry_node(), path).await?;
+        self.client.trust_nodes(&nodes);
+        Ok(nodes)
     }
 }
 
@@ -364,6 +425,79 @@ impl Outgoing {
             None => chunk,
             Some(h) => Bytes::from([&h[..], &chunk[..]].concat()),
         });
+    }
+}
+
+/// A piece of an entry's body, or the error that ends it unfinished (so no node commits it).
+type Chunk = std::result::Result<Bytes, std::io::Error>;
+
+/// The sending of one entry to its owners.
+struct EntrySend {
+    client: Arc<ClusterClient>,
+    owners: Arc<OwnerCache>,
+    path: String,
+    size: u64,
+    route: String,
+}
+
+impl EntrySend {
+    /// Find the owners, then POST the body from `rx` to each of them at once (each copy
+    /// paced by --max-rate); the first failure, once every copy has ended.
+    async fn run(self, owners: Owners, mut rx: mpsc::Receiver<Chunk>) -> Result<()> {
+        let nodes = self.owners.resolve(owners).await?;
+        if nodes.is_empty() {
+            return Err(Error::protocol(format!("the target cluster names no owner for {}", self.path)));
+        }
+        let mut bodies = Vec::with_capacity(nodes.len());
+        let mut posts = Vec::with_capacity(nodes.len());
+        for node in nodes {
+            let (tx, body_rx) = mpsc::channel::<Chunk>(BODY_QUEUE);
+            // --max-rate counts every copy sent: an entry for three owners is three bodies.
+            let pacer = Arc::clone(&self.client);
+            let stream = futures_util::stream::unfold(body_rx, move |mut rx| {
+                let pacer = Arc::clone(&pacer);
+                async move {
+                    let item = rx.recv().await?;
+                    if let Ok(chunk) = &item {
+                        pacer.pace(chunk.len()).await;
+                    }
+                    Some((item, rx))
+                }
+            });
+            let body = reqwest::Body::wrap_stream(stream);
+            let (client, path, route, size) = (Arc::clone(&self.client), &self.path, &self.route, self.size);
+            posts.push(async move {
+                client
+                    .post(&node.uri, route, body, Some(size), "application/octet-stream")
+                    .await
+                    .map_err(|e| e.context(format!("sending {path} to {}", node.uri.authority())))
+            });
+            bodies.push(tx);
+        }
+        let forward = async move {
+            while let Some(item) = rx.recv().await {
+                let failed = match item {
+                    Ok(chunk) => {
+                        let mut stopped = false;
+                        for tx in &bodies {
+                            stopped |= tx.send(Ok(chunk.clone())).await.is_err();
+                        }
+                        // A copy that ended early reports why; the others must not end cleanly.
+                        stopped.then(|| std::io::Error::other("another copy of this entry failed"))
+                    }
+                    Err(e) => Some(e),
+                };
+                if let Some(e) = failed {
+                    for tx in &bodies {
+                        let _ = tx.send(Err(std::io::Error::new(e.kind(), e.to_string()))).await;
+                    }
+                    return;
+                }
+            }
+            // The stream's end closes every body: each node now has the whole entry.
+        };
+        let ((), results) = tokio::join!(forward, futures_util::future::join_all(posts));
+        results.into_iter().collect()
     }
 }
 
@@ -408,6 +542,10 @@ pub async fn import<R: Read + Send + 'static>(
     drop(rx);
     let _ = reader.join();
     let manifest_bytes = match (result, send_error) {
+        // A body the send task stopped reading: the task's own error says why.
+        (Err(e), Some(why)) if e.kind() == ErrorKind::Io && e.chain().contains(BODY_CLOSED) => {
+            return Err(why.context("import failed").with_suffix(&restore.incomplete()))
+        }
         (Err(e), _) | (Ok(_), Some(e)) => return Err(e.context("import failed").with_suffix(&restore.incomplete())),
         (Ok(m), None) => m,
     };
@@ -703,35 +841,21 @@ impl<'a> Restore<'a> {
             }
         }
         self.sent_bytes += cur.size;
-        let (owners, route) = targets.for_entry(&cur.path).await?;
-        if owners.is_empty() {
-            return Err(Error::protocol(format!("the target cluster names no owner for {}", cur.path)));
-        }
-        for node in owners {
-            let (tx, rx) = mpsc::channel::<std::result::Result<Bytes, std::io::Error>>(BODY_QUEUE);
-            let client = Arc::clone(&targets.client);
-            // --max-rate counts every copy sent: an entry for three owners is three bodies.
-            let pacer = Arc::clone(&client);
-            let stream = futures_util::stream::unfold(rx, move |mut rx| {
-                let pacer = Arc::clone(&pacer);
-                async move {
-                    let item = rx.recv().await?;
-                    if let Ok(chunk) = &item {
-                        pacer.pace(chunk.len()).await;
-                    }
-                    Some((item, rx))
-                }
-            });
-            let body = reqwest::Body::wrap_stream(stream);
-            let (path, size, route) = (cur.path.to_string(), cur.size, route.clone());
-            self.inflight.spawn(async move {
-                client
-                    .post(&node.uri, &route, body, Some(size), "application/octet-stream")
-                    .await
-                    .map_err(|e| e.context(format!("sending {path} to {}", node.uri.authority())))
-            });
-            cur.bodies.push(tx);
-        }
+        // One task per entry: it finds the owners (a lookup never holds up the stream), then
+        // sends every copy at once, so --concurrency counts files, each with all its copies.
+        let (owners, route) = targets.route(&cur.path);
+        // The task hands each chunk on to the owners' bodies at once: a short queue keeps
+        // the memory per entry what the bodies' queues hold.
+        let (tx, rx) = mpsc::channel::<Chunk>(2);
+        let send = EntrySend {
+            client: Arc::clone(&targets.client),
+            owners: Arc::clone(&targets.owners),
+            path: cur.path.to_string(),
+            size: cur.size,
+            route,
+        };
+        self.inflight.spawn(send.run(owners, rx));
+        cur.bodies.push(tx);
         Ok(())
     }
 
@@ -928,12 +1052,15 @@ fn check_declared(cur: &Outgoing) -> Result<()> {
     }
 }
 
+/// Why a chunk could not be handed on: the entry's send task ended early.
+const BODY_CLOSED: &str = "a node stopped reading the body";
+
 /// Send a chunk to every owner's body.
 async fn feed(cur: &mut Outgoing, chunk: Bytes) -> Result<()> {
     for tx in &cur.bodies {
         if tx.send(Ok(chunk.clone())).await.is_err() {
-            // The request ended early; its task reports why.
-            return Err(Error::new(ErrorKind::Io, format!("sending {}: a node stopped reading the body", cur.path)));
+            // The send ended early; its task reports why (see `import`).
+            return Err(Error::new(ErrorKind::Io, format!("sending {}: {BODY_CLOSED}", cur.path)));
         }
     }
     Ok(())
