@@ -40,16 +40,44 @@ pub fn logged_requests(log: &Path, tool: &str) -> Result<Vec<(String, String)>> 
 
 /// fb-import's requests, replayable with curl against another cluster of the same shape.
 pub struct Replay {
-    /// (method, node index, path and query, file to upload)
+    /// (method, node rank, path and query, file to upload); a node's rank is its place in
+    /// the cluster's nodes ordered by ID, which is what FeatureBase places data by: a fresh
+    /// real cluster names its nodes anew, so the same rank owns the same shards, not the same
+    /// position in the list of URLs.
     requests: Vec<(String, usize, String, Option<PathBuf>)>,
 }
 
+/// The node URLs of the cluster `nodes` belongs to, ordered by node ID (from `/status`).
+pub fn nodes_by_id(nodes: &[String]) -> Result<Vec<String>> {
+    let entry = nodes.first().context("a cluster without nodes")?;
+    let status = fb_devcluster::upstream::status(entry, None, None);
+    let mut listed: Vec<(String, String)> = status["nodes"]
+        .as_array()
+        .with_context(|| format!("{entry}/status lists no nodes: {status}"))?
+        .iter()
+        .map(|n| {
+            let uri = &n["uri"];
+            let url = format!(
+                "{}://{}:{}",
+                uri["scheme"].as_str().unwrap_or("http"),
+                uri["host"].as_str().unwrap_or(""),
+                uri["port"]
+            );
+            (n["id"].as_str().unwrap_or("").to_string(), url)
+        })
+        .collect();
+    listed.sort();
+    ensure!(listed.len() == nodes.len(), "{entry}/status lists {} nodes, not {}", listed.len(), nodes.len());
+    Ok(listed.into_iter().map(|(_, url)| url).collect())
+}
+
 impl Replay {
-    /// The requests of fb-import's `-vv` log (`logged`) against `nodes`, each upload read
+    /// The requests of fb-import's `-vv` log (`logged`) against the cluster of `nodes`, each upload read
     /// from the archive extracted to `extracted`, or for the schema and the fields fb-import
     /// creates one by one, the bodies it sends (written to `bodies`).
     pub fn from_log(logged: &[(String, String)], nodes: &[String], extracted: &Path, bodies: &Path) -> Result<Replay> {
         let schema_bodies = schema_bodies(extracted, bodies)?;
+        let nodes = nodes_by_id(nodes)?;
         let mut requests = Vec::new();
         for (method, url) in logged {
             let (node, path) = nodes
@@ -74,9 +102,10 @@ impl Replay {
     }
 
     /// Everything up to the schema POST one at a time (nothing else can go before the
-    /// indexes exist, as in fb-import), then the rest `parallel` at a time; curl's config
-    /// files go to `tmp`.
+    /// indexes exist, as in fb-import), then the rest `parallel` at a time, into the cluster
+    /// of `nodes`; curl's config files go to `tmp`.
     pub fn run(&self, runner: &mut Runner, tmp: &Path, nodes: &[String], parallel: usize) -> Result<Run> {
+        let nodes = nodes_by_id(nodes)?;
         let split = self.requests.iter().position(|r| r.0 == "POST" && r.2 == "/schema").map_or(0, |i| i + 1);
         let mut total = Run::default();
         for (part, (reqs, par)) in
