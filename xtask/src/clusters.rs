@@ -37,11 +37,29 @@ impl DevCluster {
         demo_bytes: Option<u64>,
     ) -> Result<DevCluster> {
         let mut cmd = Command::new(bin);
-        cmd.args(["--nodes", &nodes.to_string(), "--replicas", &replicas.to_string(), "--port", "0", "--data-dir"])
-            .arg(&dir);
         if let Some(bytes) = demo_bytes {
             cmd.args(["--demo", "--demo-shard-bytes", &bytes.to_string()]);
         }
+        Self::spawn(cmd, dir, log, nodes, replicas)
+    }
+
+    /// Like [`DevCluster::start`], serving the extracted backup in `seed` (`--seed-from`).
+    pub fn start_seeded(
+        bin: &Path,
+        dir: PathBuf,
+        log: PathBuf,
+        nodes: u16,
+        replicas: u16,
+        seed: &Path,
+    ) -> Result<DevCluster> {
+        let mut cmd = Command::new(bin);
+        cmd.arg("--seed-from").arg(seed);
+        Self::spawn(cmd, dir, log, nodes, replicas)
+    }
+
+    fn spawn(mut cmd: Command, dir: PathBuf, log: PathBuf, nodes: u16, replicas: u16) -> Result<DevCluster> {
+        cmd.args(["--nodes", &nodes.to_string(), "--replicas", &replicas.to_string(), "--port", "0", "--data-dir"])
+            .arg(&dir);
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(File::create(&log)?);
         let mut proc = Guarded::spawn(&mut cmd, "fb-devcluster", Some(log))?;
         let out = proc.child.stdout.take().context("fb-devcluster stdout")?;

@@ -9,6 +9,7 @@ mod bench;
 mod clusters;
 mod man;
 mod process;
+mod smallset;
 mod upstream;
 
 use std::path::Path;
@@ -37,6 +38,15 @@ enum Task {
     /// Side by side with FeatureBase's own backuptar and restoretar on the same real cluster
     /// (needs a featurebase binary you built: --featurebase PATH or FEATUREBASE_BIN)
     BenchUpstream(upstream::UpstreamArgs),
+    /// Write the benchmarks' small-shard data set (an extracted backup directory that
+    /// `fb-devcluster --seed-from DIR` serves), to look at it or measure by hand
+    SmallSet {
+        /// The directory to create
+        dir: std::path::PathBuf,
+        /// Shards in each of the two unkeyed indexes (the keyed index adds 256)
+        #[arg(long, default_value_t = 640)]
+        shards: u64,
+    },
 }
 
 fn main() -> Result<()> {
@@ -46,5 +56,10 @@ fn main() -> Result<()> {
         Task::Bench(args) => bench::run(workspace, args),
         Task::BenchUpstream(args) => upstream::run(workspace, args),
         Task::Man { check } => man::run(workspace, check),
+        Task::SmallSet { dir, shards } => {
+            let set = smallset::write(&dir, shards)?;
+            eprintln!("{}: {} files, {} shards", dir.display(), set.files, set.shards);
+            Ok(())
+        }
     }
 }
