@@ -7,6 +7,7 @@
 //! counts `ru_oublock` in 512-byte units of `write_bytes`). Each figure is the best of
 //! `--reps` runs, ours and the baseline alternating, so drift hits both alike.
 
+mod census;
 pub(crate) mod replay;
 mod report;
 
@@ -64,6 +65,8 @@ enum Part {
     Memory,
     /// nothing written to storage by the exports measured
     NoSpill,
+    /// fb-verify --census against fb-verify on an archive of dense shards
+    Census,
 }
 
 /// Longest any one measured command may run before it is killed and the bench fails.
@@ -130,6 +133,9 @@ impl Bench {
 
 /// Run the benchmark; `root` is the workspace root.
 pub fn run(root: &Path, args: BenchArgs) -> Result<()> {
+    if let Some(job) = std::env::var_os(census::GENERATE_ENV) {
+        return census::generate_here(&job);
+    }
     let started = Instant::now();
     let cfg = Config::new(args)?;
     for (tool, why) in [("curl", "the HTTP baselines"), ("tar", "extracting the archive"), ("sha256sum", "a baseline")]
@@ -196,7 +202,7 @@ fn measure(b: &mut Bench, started: Instant) -> Result<Report> {
     let wants = |p| m.b.cfg.wants(p);
     let (export, pipeline, verify, import) =
         (wants(Part::Export), wants(Part::Pipeline), wants(Part::Verify), wants(Part::Import));
-    let (memory, no_spill) = (wants(Part::Memory), wants(Part::NoSpill));
+    let (memory, no_spill, census) = (wants(Part::Memory), wants(Part::NoSpill), wants(Part::Census));
     if export || pipeline || verify || import {
         let src = m.b.start_cluster("source", NODES, REPLICAS, Some(m.b.cfg.shard_bytes))?;
         let plan = m.export_plan(&src)?;
@@ -234,6 +240,9 @@ fn measure(b: &mut Bench, started: Instant) -> Result<Report> {
     }
     if no_spill {
         m.no_spill()?;
+    }
+    if census {
+        m.census_vs_verify()?;
     }
     Ok(m.report)
 }
@@ -499,6 +508,8 @@ impl Measure<'_> {
         for (tool, args, input, label) in [
             ("fb-verify", &[][..], Input::Named, "fb-verify FILE"),
             ("fb-verify", &["--deep"][..], Input::Piped, "cat FILE | fb-verify --deep"),
+            ("fb-verify", &["--census"][..], Input::Named, "fb-verify --census FILE"),
+            ("fb-verify", &["--census"][..], Input::Piped, "cat FILE | fb-verify --census"),
             ("fb-manifest", &[][..], Input::Named, "fb-manifest FILE"),
             ("fb-manifest", &[][..], Input::Piped, "cat FILE | fb-manifest"),
         ] {
@@ -516,6 +527,39 @@ impl Measure<'_> {
         drop(target);
         fs::remove_file(&big)?;
         Ok([("fb-export", export_rss), ("fb-import", import_rss)].into_iter().chain(readers).collect())
+    }
+
+    /// The census's cost: `fb-verify --census` against `fb-verify` on the same archive of
+    /// dense shards (every page decoded), from a named file and from a pipe.
+    fn census_vs_verify(&mut self) -> Result<()> {
+        let shards = if self.b.cfg.shard_bytes < 16 * MIB { 3 } else { 24 };
+        self.note(&format!("census: fb-verify --census vs fb-verify, {shards} dense shards"));
+        let (archive, bytes) = census::dense_archive(&self.b.tmp, shards, &self.b.bin.join("fb-manifest"))?;
+        io::copy(&mut File::open(&archive)?, &mut io::sink())?;
+        for (input, figure) in [
+            (Input::Named, "verify --census FILE vs verify FILE, dense shards"),
+            (Input::Piped, "cat FILE | verify --census vs cat FILE | verify, dense shards"),
+        ] {
+            let (mut ours, mut base) = (Best::default(), Best::default());
+            for _ in 0..self.b.cfg.reps {
+                let mut plain = self.b.tool("fb-verify");
+                plain.arg("-q");
+                base.add(&self.read_archive(plain, input, &archive)?);
+                let mut census = self.b.tool("fb-verify");
+                census.args(["-q", "--census", "--json"]);
+                ours.add(&self.read_archive(census, input, &archive)?);
+            }
+            self.report.rows.push(Row::Throughput(Throughput {
+                figure: figure.into(),
+                bytes,
+                ours,
+                base,
+                base_name: "fb-verify",
+                goal: Some(0.5),
+            }));
+        }
+        fs::remove_file(&archive)?;
+        Ok(())
     }
 
     /// Run `cmd` (a reader of archives) on `archive`, given as `input` says.
