@@ -34,6 +34,10 @@ const MAX_WORKERS: usize = 4;
 /// while the peak RSS stays well below the 64 MiB the contract allows.
 const STREAM_BUFFERS_PER_WORKER: usize = 16;
 
+/// The pool's bound whatever the number of workers: more than two workers add no reading
+/// speed to a stream (one thread reads it), and 4 × 16 MiB would pass the 64 MiB bound.
+const STREAM_BUFFERS_MAX: usize = 32;
+
 /// Buffer of a worker that reads its entries itself: small enough to stay in the core's
 /// cache between the copy out of the page cache and the hash that reads it back.
 const IN_PLACE_BUF: usize = 256 << 10;
@@ -128,7 +132,7 @@ fn scan_stream_with<R: Read>(input: R, mode: ScanMode, events: &Events, workers:
             }
         }
         drop(back_tx);
-        let limit = lanes.len() * STREAM_BUFFERS_PER_WORKER;
+        let limit = (lanes.len() * STREAM_BUFFERS_PER_WORKER).min(STREAM_BUFFERS_MAX);
         let mut feed = Feed {
             lanes,
             back: back_rx,
