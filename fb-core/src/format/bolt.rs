@@ -814,6 +814,16 @@ fn leaf_elems(bytes: &[u8], base: u64, count: u16, out: &mut Vec<(Entry, u32)>) 
     Ok(())
 }
 
+/// The meta page bbolt uses: the valid one with the higher txid.
+fn newer_meta(m0: Result<Meta, FormatProblem>, m1: Result<Meta, FormatProblem>) -> Result<Meta, FormatProblem> {
+    match (m0, m1) {
+        (Ok(a), Ok(b)) => Ok(if b.txid > a.txid { b } else { a }),
+        (Ok(a), Err(_)) => Ok(a),
+        (Err(_), Ok(b)) => Ok(b),
+        (Err(e), Err(_)) => Err(e),
+    }
+}
+
 /// Reads every top-level bucket with its key/values (internal form, offsets kept).
 pub(super) fn read_entries(data: &[u8]) -> Result<BTreeMap<Vec<u8>, Vec<Entry>>, FormatProblem> {
     let m0 = parse_meta(data, 0);
@@ -821,18 +831,7 @@ pub(super) fn read_entries(data: &[u8]) -> Result<BTreeMap<Vec<u8>, Vec<Entry>>,
     let m1 = data
         .get(ps0 as usize..)
         .map_or_else(|| Err(problem(data.len() as u64, "file ends before meta page 1")), |rest| parse_meta(rest, ps0));
-    let meta = match (m0, m1) {
-        (Ok(a), Ok(b)) => {
-            if b.txid > a.txid {
-                b
-            } else {
-                a
-            }
-        }
-        (Ok(a), Err(_)) => a,
-        (Err(_), Ok(b)) => b,
-        (Err(e), Err(_)) => return Err(e),
-    };
+    let meta = newer_meta(m0, m1)?;
     let want = meta.pgid.saturating_mul(meta.page_size);
     if (data.len() as u64) < want {
         return Err(problem(data.len() as u64, format!("file is shorter than its declared {want} bytes")));
@@ -881,18 +880,7 @@ pub(crate) fn visit_bucket(
     let m0 = parse_meta(&first, 0);
     let ps0 = m0.as_ref().map_or(PAGE_SIZE, |m| m.page_size);
     let m1 = read(ps0, META_END as u64).and_then(|p| parse_meta(&p, ps0));
-    let meta = match (m0, m1) {
-        (Ok(a), Ok(b)) => {
-            if b.txid > a.txid {
-                b
-            } else {
-                a
-            }
-        }
-        (Ok(a), Err(_)) => a,
-        (Err(_), Ok(b)) => b,
-        (Err(e), Err(_)) => return Err(e),
-    };
+    let meta = newer_meta(m0, m1)?;
     let ps = meta.page_size;
     let mut visited = PageBits::with_len(meta.pgid.min(len / ps + 1));
     // One node: its bytes with overflow, its base offset, flags and element count.
