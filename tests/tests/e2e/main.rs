@@ -2,6 +2,7 @@
 //! One test binary for the whole suite (keeps builds lean on 2 cores); one module per theme.
 
 mod census;
+mod census_live;
 mod census_real;
 mod completeness;
 mod docs;
