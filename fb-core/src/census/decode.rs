@@ -16,8 +16,8 @@ use std::os::unix::fs::FileExt;
 
 use crate::format::bolt::PageBits;
 use crate::format::rbf::{
-    branch_cells, leaf_cells, parse_meta, root_records, Meta, CT_ARRAY, CT_BITMAP_PTR, CT_RLE, MAX_DEPTH, PAGE_SIZE,
-    TYPE_BRANCH, TYPE_LEAF, TYPE_ROOT_RECORD,
+    branch_cells, leaf_cells, parse_meta, root_records, LeafCell, Meta, CT_ARRAY, CT_BITMAP_PTR, CT_RLE, MAX_DEPTH,
+    PAGE_SIZE, TYPE_BRANCH, TYPE_LEAF, TYPE_ROOT_RECORD,
 };
 use crate::format::FormatProblem;
 
@@ -188,8 +188,8 @@ fn le16(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([b[at], b[at + 1]])
 }
 
-/// What [`walk_leaves`] calls for each leaf: its page number and bytes.
-type LeafVisitor<'v> = dyn FnMut(u32, &[u8]) -> Result<(), FormatProblem> + 'v;
+/// What [`walk_leaves`] calls for each leaf: its page number and its parsed cells.
+type LeafVisitor<'v> = dyn FnMut(u32, &[LeafCell<'_>]) -> Result<(), FormatProblem> + 'v;
 
 /// Visit a bitmap's leaf pages in key order (depth first; keys ascend across leaves). The
 /// visitor gets the leaf's page number and bytes. A page reached twice is an error, so a
@@ -236,7 +236,7 @@ fn walk_leaves(
                 if let Some(c) = cells.last() {
                     last_key = Some(c.key);
                 }
-                visit(pgno, &page)?;
+                visit(pgno, &cells)?;
             }
             f => return Err(problem(base + 4, format!("page {pgno} has flags {f}, not a tree page"))),
         }
@@ -286,9 +286,9 @@ fn container_words(
 fn rows_of(src: &RbfSource<'_>, meta: Meta, root: u32, at: u64) -> Result<BTreeMap<u64, u64>, FormatProblem> {
     let mut rows: BTreeMap<u64, u64> = BTreeMap::new();
     let mut scratch = vec![0u8; PS];
-    walk_leaves(src, meta, root, at, &mut |pgno, page| {
+    walk_leaves(src, meta, root, at, &mut |pgno, cells| {
         let base = u64::from(pgno) * PAGE_SIZE;
-        for c in leaf_cells(page, base)? {
+        for c in cells {
             let bits = match c.kind {
                 CT_ARRAY => c.data.len() as u64 / 2,
                 CT_RLE => c.data.chunks_exact(4).map(|r| u64::from(le16(r, 2) - le16(r, 0)) + 1).sum(),
@@ -319,8 +319,8 @@ fn rows_of(src: &RbfSource<'_>, meta: Meta, root: u32, at: u64) -> Result<BTreeM
 fn values_of(src: &RbfSource<'_>, meta: Meta, root: u32, at: u64) -> Result<StoredValues, FormatProblem> {
     // Where each container is: key → cell. Few per view (rows × 16).
     let mut cells: BTreeMap<u64, CellRef> = BTreeMap::new();
-    walk_leaves(src, meta, root, at, &mut |pgno, page| {
-        for (index, c) in leaf_cells(page, u64::from(pgno) * PAGE_SIZE)?.iter().enumerate() {
+    walk_leaves(src, meta, root, at, &mut |pgno, leaf| {
+        for (index, c) in leaf.iter().enumerate() {
             cells.insert(c.key, CellRef { leaf: pgno, index });
         }
         Ok(())
