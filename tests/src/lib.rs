@@ -111,6 +111,25 @@ pub fn tar_entries(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// A self-consistent fbkit archive of `entries` (in their order; any MANIFEST.json among
+/// them dropped) ending in a MANIFEST.json recomputed over them, with `source` as its source
+/// description: what a backup whose bytes were altered and re-manifested looks like.
+pub fn rebuild_archive(entries: &[(String, Vec<u8>)], source: serde_json::Map<String, serde_json::Value>) -> Vec<u8> {
+    use fb_core::archive::TarWriter;
+    use fb_core::layout::EntryPath;
+    use fb_core::manifest::{Manifest, ManifestEntry};
+    use sha2::{Digest, Sha256};
+    let mut tar = TarWriter::new(Vec::new(), 0);
+    let mut listed = Vec::new();
+    for (name, data) in entries.iter().filter(|(n, _)| n != "MANIFEST.json") {
+        tar.append(name, data).expect("append");
+        let path = EntryPath::parse(name).expect("an archive path");
+        listed.push(ManifestEntry::new(&path, data.len() as u64, &Sha256::digest(data).into()));
+    }
+    tar.append("MANIFEST.json", &Manifest::new(source, listed).to_bytes()).expect("append");
+    tar.finish().expect("finish")
+}
+
 /// Whether a tool is on PATH (tests that need it skip, saying so, when it is not).
 pub fn have(tool: &str) -> bool {
     Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().map(|o| o.status.success()).unwrap_or(false)

@@ -164,33 +164,9 @@ fn fixture_census_equals_every_recorded_answer_it_covers() {
 /// Replace the bytes of entry `name` in an fbkit archive by `with`, and rebuild its
 /// manifest (the last entry) so that the bytes verify.
 fn replace_entry(archive: &[u8], name: &str, with: &[u8]) -> Vec<u8> {
-    let entries = tar_entries(archive);
-    let mut b = tar::Builder::new(Vec::new());
-    let body: Vec<(String, Vec<u8>)> = entries
-        .into_iter()
-        .filter(|(n, _)| n != "MANIFEST.json")
-        .map(|(n, d)| if n == name { (n, with.to_vec()) } else { (n, d) })
-        .collect();
-    for (n, d) in &body {
-        let mut h = tar::Header::new_ustar();
-        h.set_size(d.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append_data(&mut h, n, d.as_slice()).expect("append");
-    }
-    let without = b.into_inner().expect("tar");
-    // The manifest of the new entries, computed by fb-manifest, becomes the last entry.
-    let out = run("fb-manifest", &["-"], Some(&[without.clone(), vec![0u8; 1024]].concat()));
-    assert_eq!(code(&out), 0, "fb-manifest: {}", stderr(&out));
-    let mut b = tar::Builder::new(Vec::new());
-    for (n, d) in body.iter().chain(std::iter::once(&("MANIFEST.json".to_string(), out.stdout.clone()))) {
-        let mut h = tar::Header::new_ustar();
-        h.set_size(d.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append_data(&mut h, n, d.as_slice()).expect("append");
-    }
-    b.into_inner().expect("tar")
+    let entries: Vec<(String, Vec<u8>)> =
+        tar_entries(archive).into_iter().map(|(n, d)| if n == name { (n, with.to_vec()) } else { (n, d) }).collect();
+    rebuild_archive(&entries, serde_json::Map::new())
 }
 
 #[test]

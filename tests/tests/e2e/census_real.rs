@@ -34,12 +34,9 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use fb_core::archive::TarWriter;
-use fb_core::layout::EntryPath;
-use fb_core::manifest::{Manifest, ManifestEntry};
+use fb_core::manifest::Manifest;
 use fbkit_tests::*;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 const SHARD_WIDTH: u64 = 1 << 20;
 /// Shards of `events` (at least 50).
@@ -333,21 +330,6 @@ impl CensusDiff {
     }
 }
 
-/// A self-consistent archive of `entries` (MANIFEST.json recomputed over them, with the
-/// source description of `original`).
-fn rebuild(entries: &[(String, Vec<u8>)], original: &Manifest) -> Vec<u8> {
-    let mut tar = TarWriter::new(Vec::new(), 0);
-    let mut listed = Vec::new();
-    for (name, data) in entries.iter().filter(|(n, _)| n != "MANIFEST.json") {
-        tar.append(name, data).unwrap();
-        let path = EntryPath::parse(name).unwrap();
-        listed.push(ManifestEntry::new(&path, data.len() as u64, &Sha256::digest(data).into()));
-    }
-    let manifest = Manifest::new(original.source.clone(), listed);
-    tar.append("MANIFEST.json", &manifest.to_bytes()).unwrap();
-    tar.finish().unwrap()
-}
-
 /// The archive `entries` with the bytes of entry `from` put under the name `into`, written
 /// with a rebuilt manifest to `file`.
 fn swap_shard(entries: &[(String, Vec<u8>)], original: &Manifest, into: &str, from: &str, file: &Path) {
@@ -356,7 +338,7 @@ fn swap_shard(entries: &[(String, Vec<u8>)], original: &Manifest, into: &str, fr
     let slot = swapped.iter_mut().find(|(n, _)| n == into).unwrap_or_else(|| panic!("no entry {into}"));
     assert_ne!(slot.1, bytes, "{into} and {from} hold different bytes");
     slot.1 = bytes;
-    std::fs::write(file, rebuild(&swapped, original)).unwrap();
+    std::fs::write(file, rebuild_archive(&swapped, original.source.clone())).unwrap();
 }
 
 /// Check the `fb-verify --census --json` census of the archive against the data's figures;

@@ -4,24 +4,12 @@
 //! and `fb-import --dry-run` (exit 1, naming the entry), and `fb-manifest diff --content`
 //! sees a schema number that changed its text.
 
-use fb_core::archive::TarWriter;
-use fb_core::layout::EntryPath;
-use fb_core::manifest::{Manifest, ManifestEntry};
+use fb_core::manifest::Manifest;
 use fbkit_tests::*;
-use sha2::{Digest, Sha256};
 
 /// A self-consistent archive of `entries` (MANIFEST.json recomputed over them).
 fn rebuild(entries: &[(String, Vec<u8>)]) -> Vec<u8> {
-    let mut tar = TarWriter::new(Vec::new(), 0);
-    let mut listed = Vec::new();
-    for (name, data) in entries.iter().filter(|(n, _)| n != "MANIFEST.json") {
-        tar.append(name, data).unwrap();
-        let path = EntryPath::parse(name).unwrap();
-        listed.push(ManifestEntry::new(&path, data.len() as u64, &Sha256::digest(data).into()));
-    }
-    let manifest = Manifest::new(serde_json::Map::new(), listed);
-    tar.append("MANIFEST.json", &manifest.to_bytes()).unwrap();
-    tar.finish().unwrap()
+    rebuild_archive(entries, serde_json::Map::new())
 }
 
 fn write(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> String {
