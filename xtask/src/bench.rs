@@ -9,7 +9,7 @@
 
 mod census;
 pub(crate) mod replay;
-mod report;
+pub(crate) mod report;
 
 use std::fs::{self, File};
 use std::io;

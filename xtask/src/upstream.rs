@@ -31,6 +31,7 @@ use anyhow::{bail, ensure, Result};
 use fb_devcluster::upstream::{Config, RealCluster};
 
 use crate::bench::replay::{curl_get, logged_requests, Replay};
+use crate::bench::report::commit;
 use crate::clusters::DevCluster;
 use crate::process::{release_binaries, Runner};
 
@@ -518,22 +519,5 @@ impl Bench {
             self.started.elapsed().as_secs_f64(),
             commit(root)
         );
-    }
-}
-
-/// Short hash of HEAD, with `-dirty` when the tree differs from it.
-fn commit(root: &Path) -> String {
-    let git = |args: &[&str]| Command::new("git").current_dir(root).args(args).stderr(Stdio::null()).output();
-    let hash = git(&["rev-parse", "--short", "HEAD"])
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    if hash.is_empty() {
-        return "unknown".into();
-    }
-    let dirty = git(&["diff-index", "--quiet", "HEAD", "--"]).map(|o| !o.status.success()).unwrap_or(false);
-    if dirty {
-        format!("{hash}-dirty")
-    } else {
-        hash
     }
 }

@@ -325,7 +325,7 @@ impl Report {
 }
 
 /// Short hash of HEAD (read-only git commands), with `-dirty` when the tree differs from it.
-fn commit(root: &Path) -> String {
+pub(crate) fn commit(root: &Path) -> String {
     let git = |args: &[&str]| Command::new("git").current_dir(root).args(args).stderr(Stdio::null()).output();
     let Ok(out) = git(&["rev-parse", "--short", "HEAD"]) else { return "unknown".into() };
     let hash = String::from_utf8_lossy(&out.stdout).trim().to_string();
