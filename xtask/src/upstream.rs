@@ -176,6 +176,25 @@ impl Bench {
     }
 
     /// fb-export -vv once: the URLs it fetches, as a curl config.
+    /// A real source cluster (`cluster`) loaded from `archive` by fb-import at `concurrency`,
+    /// and the GETs fb-export makes of it (named `gets`, see [`Self::export_gets`]).
+    fn loaded_source(
+        &mut self,
+        case: &str,
+        cluster: &str,
+        archive: &Path,
+        concurrency: usize,
+        gets: &str,
+    ) -> Result<(RealCluster, PathBuf)> {
+        self.note(&format!("{case}: a real {NODES}-node replicas-{REPLICAS} cluster loaded with fb-import"));
+        let src = self.real_cluster(cluster)?;
+        let mut load = self.tool("fb-import");
+        load.args(["--host", src.url(), "-q", "--concurrency", &concurrency.to_string(), "-s"]).arg(archive);
+        self.timed(load)?;
+        let gets = self.export_gets(&src, gets)?;
+        Ok((src, gets))
+    }
+
     fn export_gets(&mut self, src: &RealCluster, name: &str) -> Result<PathBuf> {
         let log = self.runner.log_path(&format!("{name}-export-plan"));
         let mut cmd = self.tool("fb-export");
@@ -230,12 +249,7 @@ impl Bench {
         self.archive_from_devcluster("demo", None, shard_mib << 20, &demo)?;
         let (ours, theirs) = (self.tmp.join("large-fb-export.tar"), self.tmp.join("large-backuptar.tar"));
 
-        self.note(&format!("{CASE}: a real {NODES}-node replicas-{REPLICAS} cluster loaded with fb-import"));
-        let src = self.real_cluster("src")?;
-        let mut load = self.tool("fb-import");
-        load.args(["--host", src.url(), "-q", "--concurrency", "4", "-s"]).arg(&demo);
-        self.timed(load)?;
-        let gets = self.export_gets(&src, "large")?;
+        let (src, gets) = self.loaded_source(CASE, "src", &demo, 4, "large")?;
         // backuptar does not fsync its output: fb-export runs with --no-sync to do the same
         // work, and once more with its default (file and directory fsynced).
         let mut backuptar = Times::default();
@@ -313,12 +327,7 @@ impl Bench {
         let (ours, theirs) = (self.tmp.join("small-fb-export.tar"), self.tmp.join("small-backuptar.tar"));
         let backup_dir = self.tmp.join("small-backup");
 
-        self.note(&format!("{CASE}: a real {NODES}-node replicas-{REPLICAS} cluster loaded with fb-import"));
-        let src = self.real_cluster("ssrc")?;
-        let mut load = self.tool("fb-import");
-        load.args(["--host", src.url(), "-q", "--concurrency", "16", "-s"]).arg(&seed_archive);
-        self.timed(load)?;
-        let gets = self.export_gets(&src, "small")?;
+        let (src, gets) = self.loaded_source(CASE, "ssrc", &seed_archive, 16, "small")?;
         let mut backuptar = Times::default();
         let mut export: Vec<Times> = levels.iter().map(|_| Times::default()).collect();
         let mut backup: Vec<Times> = levels.iter().map(|_| Times::default()).collect();
