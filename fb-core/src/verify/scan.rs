@@ -23,6 +23,7 @@ use crate::archive::{compression_of, decompress, BackupItem, BackupReader, Compr
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Event, Events};
 use crate::layout::{EntryPath, MANIFEST_NAME};
+use crate::mapped::{BusGuard, Mapped};
 
 /// Most entries hashed at once. More workers than cores only add memory.
 const MAX_WORKERS: usize = 4;
@@ -41,6 +42,10 @@ const STREAM_BUFFERS_MAX: usize = 32;
 /// Buffer of a worker that reads its entries itself: small enough to stay in the core's
 /// cache between the copy out of the page cache and the hash that reads it back.
 const IN_PLACE_BUF: usize = 256 << 10;
+
+/// Bytes of a file mapped at once by a worker that reads its entries itself (they count in
+/// its resident memory while they are mapped).
+const MAP_WINDOW: u64 = 8 << 20;
 
 /// Workers for this machine: one per core, at most [`MAX_WORKERS`].
 fn workers() -> usize {
@@ -371,6 +376,7 @@ pub fn scan_stdin(mode: impl Into<ScanMode>, events: &Events) -> Scan {
             }
         }
     }
+    crate::pipe::widen(&stdin);
     scan_stream(stdin.lock(), mode, events)
 }
 
@@ -419,7 +425,12 @@ fn scan_file_from(file: File, start: u64, mode: ScanMode, events: &Events, worke
         },
         |path, &(at, size), digest, buf| {
             let mut digest = digest.readable_at(Arc::clone(&file), at);
-            let mut done = 0u64;
+            let name = path.to_string();
+            let mut done = feed_mapped(&file, at, size, &mut digest, events, || {
+                format!(
+                    "the backup file shrank while entry {name:?} was read from it (it was changed during the check)"
+                )
+            });
             while done < size {
                 let want = (size - done).min(buf.len() as u64) as usize;
                 let n = match file.read_at(&mut buf[..want], at + done) {
@@ -427,13 +438,13 @@ fn scan_file_from(file: File, start: u64, mode: ScanMode, events: &Events, worke
                         // The file shrank after its headers were walked.
                         return Err(Error::truncated(format!(
                             "the stream ends inside entry {:?} with {} of its bytes missing",
-                            path.to_string(),
+                            name,
                             size - done
                         )));
                     }
                     Ok(n) => n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(Error::io(format!("reading entry {:?}", path.to_string()), e)),
+                    Err(e) => return Err(Error::io(format!("reading entry {name:?}"), e)),
                 };
                 digest.update(&buf[..n]);
                 events.event(Event::Bytes(n as u64));
@@ -452,6 +463,38 @@ fn scan_file_from(file: File, start: u64, mode: ScanMode, events: &Events, worke
         scan.embedded_manifest = embedded;
     }
     scan
+}
+
+/// Pass `len` bytes of `file` from `at` to `digest` through read-only mappings of
+/// [`MAP_WINDOW`] bytes (no copy; see [`crate::mapped`]), and return how many were passed:
+/// `len`, or fewer when a window cannot be mapped or the file is now shorter than the
+/// bytes it should hold, for the caller to read the rest (and report what is missing) with
+/// `read`. A file shortened while a window is read ends the process with exit 66 and the
+/// message `shrank` gives.
+fn feed_mapped(
+    file: &File,
+    at: u64,
+    len: u64,
+    digest: &mut EntryDigest,
+    events: &Events,
+    shrank: impl FnOnce() -> String,
+) -> u64 {
+    if len == 0 {
+        return 0;
+    }
+    let _guard = BusGuard::new(&shrank());
+    let mut done = 0u64;
+    while done < len {
+        let want = (len - done).min(MAP_WINDOW);
+        if file.metadata().map_or(true, |m| m.len() < at + done + want) {
+            return done;
+        }
+        let Ok(window) = Mapped::new(file, at + done, want as usize) else { return done };
+        digest.update(window.bytes());
+        events.event(Event::Bytes(want));
+        done += want;
+    }
+    done
 }
 
 /// Hash entries whose bytes each worker reads itself. `walk` is called once on this thread
@@ -568,8 +611,15 @@ fn scan_dir_with(dir: &Path, mode: ScanMode, events: &Events, workers: usize) ->
             })?;
             let f = Arc::new(f);
             let mut digest = digest.readable_at(Arc::clone(&f), 0);
+            let len = f.metadata().map_or(0, |m| m.len());
+            let mapped = feed_mapped(&f, 0, len, &mut digest, events, || {
+                format!("{} shrank while it was read (it was changed during the check)", file.display())
+            });
+            // What the mapping did not cover (all of it if the file system cannot be
+            // mapped; bytes appended since its length was taken) is read to the end.
+            let mut at = mapped;
             loop {
-                let n = match (&*f).read(buf) {
+                let n = match f.read_at(buf, at) {
                     Ok(n) => n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(e) => return Err(Error::io(format!("reading {}", file.display()), e)),
@@ -579,6 +629,7 @@ fn scan_dir_with(dir: &Path, mode: ScanMode, events: &Events, workers: usize) ->
                 }
                 digest.update(&buf[..n]);
                 events.event(Event::Bytes(n as u64));
+                at += n as u64;
             }
         },
     );
@@ -695,6 +746,28 @@ mod tests {
 
     /// Reading a file at offsets must end exactly as reading it as a stream does: the same
     /// entries, the same entry it stopped in, the same error.
+    #[test]
+    fn an_entry_larger_than_a_mapped_window_is_read_whole_from_a_file_and_a_directory() {
+        let big: Vec<u8> = (0..MAP_WINDOW as usize * 2 + 4097).map(|j| (j % 251) as u8).collect();
+        let entries = vec![
+            ("schema".to_string(), b"{}".to_vec()),
+            ("indexes/users/shards/0000".to_string(), big),
+            ("indexes/users/shards/0001".to_string(), vec![9; 3]),
+        ];
+        let bytes = archive(&entries);
+        let dir = tempfile::tempdir().unwrap();
+        tar::Archive::new(&bytes[..]).unpack(dir.path()).unwrap();
+        let mode = ScanMode::default();
+        let scans = [
+            scan_file_with(as_file(&bytes), mode, &silent(), 2),
+            scan_dir_with(dir.path(), mode, &silent(), 2).unwrap(),
+        ];
+        for (i, scan) in scans.iter().enumerate() {
+            assert!(scan.stopped.is_none(), "source {i}: {:?}", scan.stopped);
+            assert_eq!(summary(scan), expected(&entries), "source {i}");
+        }
+    }
+
     #[test]
     fn a_cut_file_stops_where_the_same_cut_stream_stops() {
         let entries = entries();
