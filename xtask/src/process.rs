@@ -21,6 +21,12 @@ pub struct Usage {
     pub write_bytes: u64,
     /// CPU time, user plus system, seconds.
     pub cpu_secs: f64,
+    /// System CPU time alone, seconds.
+    pub sys_secs: f64,
+}
+
+fn secs(t: &libc::timeval) -> f64 {
+    t.tv_sec as f64 + t.tv_usec as f64 / 1e6
 }
 
 /// A child process that is killed and reaped when dropped, unless it was reaped already.
@@ -72,7 +78,8 @@ impl Guarded {
         let usage = Usage {
             max_rss_kib: u64::try_from(ru.ru_maxrss).unwrap_or(0),
             write_bytes: u64::try_from(ru.ru_oublock).unwrap_or(0) * 512,
-            cpu_secs: [ru.ru_utime, ru.ru_stime].iter().map(|t| t.tv_sec as f64 + t.tv_usec as f64 / 1e6).sum(),
+            cpu_secs: [ru.ru_utime, ru.ru_stime].iter().map(secs).sum(),
+            sys_secs: secs(&ru.ru_stime),
         };
         if timed_out {
             bail!("{} did not finish within {:?}{}", self.name, limit, self.log_tail());

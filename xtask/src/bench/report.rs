@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use super::{DEMO_SHARDS, MIB, NODES, REPLICAS};
-use crate::process::Run;
+use crate::process::{Run, Usage};
 
 /// Best (fastest) and peak RSS over repeated runs.
 #[derive(Debug, Clone, Default)]
@@ -17,6 +17,8 @@ pub struct Best {
     pub write_bytes: u64,
     /// CPU seconds (all commands of the pipeline) of the fastest run.
     pub cpu_secs: f64,
+    /// What each command of the fastest run used, in pipeline order.
+    pub usage: Vec<Usage>,
 }
 
 impl Best {
@@ -24,6 +26,7 @@ impl Best {
         if self.secs == 0.0 || run.secs < self.secs {
             self.secs = run.secs;
             self.cpu_secs = run.usage.iter().map(|u| u.cpu_secs).sum();
+            self.usage = run.usage.clone();
         }
         self.rss_kib = self.rss_kib.max(run.max_rss_kib());
         self.write_bytes = self.write_bytes.max(run.usage.iter().map(|u| u.write_bytes).sum());
@@ -55,12 +58,23 @@ pub struct CoreSpeed {
     pub core_bps: f64,
     pub core_source: String,
     pub goal: f64,
+    /// The most the machine allows, as a multiple of one core, and how it was found: for
+    /// a stream, [`stream_ceiling`]; for a file, every core hashing the mapped file.
+    pub ceiling: Option<(f64, String)>,
 }
 
 impl CoreSpeed {
     pub fn ratio(&self) -> f64 {
         self.ours.mbps(self.bytes) * 1e6 / self.core_bps
     }
+}
+
+/// The fastest a stream can be hashed, as a multiple of one SHA-256 core: every core
+/// busy, with hashing (`bytes / core_bps` seconds of CPU) and moving the bytes through
+/// the pipe (`transfer_cpu`) as the only work.
+pub fn stream_ceiling(bytes: u64, core_bps: f64, transfer_cpu: f64, cores: f64) -> f64 {
+    let hash = bytes as f64 / core_bps;
+    cores * hash / (hash + transfer_cpu)
 }
 
 /// Peak RSS of one tool with a small and a large shard: it must not grow with the shard.
@@ -145,7 +159,14 @@ impl Row {
                 mbps(c.ours.mbps(c.bytes)),
                 format!("{} {}", mbps(c.core_bps / 1e6), c.core_source),
                 ratio(c.ratio()),
-                Goal::AtLeast(c.goal, c.ratio() >= c.goal).to_string(),
+                match &c.ceiling {
+                    None => Goal::AtLeast(c.goal, c.ratio() >= c.goal).to_string(),
+                    Some((top, how)) => format!(
+                        "{}; ceiling {top:.2}x ({how}), {:.2} of it",
+                        Goal::AtLeast(c.goal, c.ratio() >= c.goal),
+                        c.ratio() / top
+                    ),
+                },
                 mib(c.ours.rss_kib * 1024),
             ],
             Row::Memory(m) => {
@@ -266,7 +287,8 @@ pub struct Report {
     /// Export against a fetch that also hashes every byte once (curl | openssl dgst).
     pub export_hash_ratio: Option<f64>,
     /// fb-verify and fb-manifest against one SHA-256 core: (short name, ratio).
-    pub core_ratios: Vec<(&'static str, f64)>,
+    /// Each verify figure: its name, its ratio to one core and to its ceiling.
+    pub core_ratios: Vec<(&'static str, f64, Option<f64>)>,
     pub core_source: String,
 }
 
@@ -317,7 +339,14 @@ impl Report {
             summary.push(format!("export {r:.2}\u{d7} curl{hash}"));
         }
         if !self.core_ratios.is_empty() {
-            let each: Vec<String> = self.core_ratios.iter().map(|(what, r)| format!("{what} {r:.2}\u{d7}")).collect();
+            let each: Vec<String> = self
+                .core_ratios
+                .iter()
+                .map(|(what, r, top)| match top {
+                    Some(top) => format!("{what} {r:.2}\u{d7} ({top:.2} of its ceiling)"),
+                    None => format!("{what} {r:.2}\u{d7}"),
+                })
+                .collect();
             summary.push(format!("{} of one SHA-256 core", each.join(", ")));
         }
         let _ = writeln!(out, "summary: {} (commit {})", summary.join("; "), commit(root));
