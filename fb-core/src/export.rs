@@ -538,8 +538,10 @@ fn write_archive<W: Write>(
                             continue;
                         }
                     }
+                    // Hashed first, reading ahead (the bytes came in on another thread
+                    // and may have left the cache), so the write finds them in the cache.
+                    crate::sha::hash_ahead(&mut hasher, &data);
                     tar.write_data(&data).map_err(|e| out_err(&name, e))?;
-                    hasher.update(&data);
                     written += data.len() as u64;
                     events.event(Event::Bytes(data.len() as u64));
                 }

@@ -46,43 +46,6 @@ enum CensusSource {
 /// cache between the hash and the checks that read them again.
 const PIECE: usize = 32 << 10;
 
-/// Bytes hashed between two requests for bytes ahead.
-const STEP: usize = 1 << 10;
-
-/// How far ahead of the hash the bytes are asked for.
-const AHEAD: usize = 2 << 10;
-
-/// SHA-256 of `data`, [`STEP`] bytes at a time, asking the memory for the bytes [`AHEAD`]
-/// of the hash while it runs. SHA-256 (with the CPU's SHA instructions) reads its input in
-/// order, 64 bytes at a time and slowly enough that the hardware does not fetch ahead of it
-/// on its own: bytes not already in a cache (a mapped file, a buffer filled a while ago)
-/// were hashed at 1.1 GB/s on the bench machine, and at 1.5-1.6 GB/s with this, against
-/// 1.7 GB/s for bytes already in the cache.
-fn hash_ahead(hasher: &mut Sha256, data: &[u8]) {
-    let mut at = 0;
-    while at < data.len() {
-        let end = (at + STEP).min(data.len());
-        let ahead = (at + AHEAD).min(data.len());
-        prefetch(&data[ahead..(ahead + STEP).min(data.len())]);
-        hasher.update(&data[at..end]);
-        at = end;
-    }
-}
-
-/// Ask for `bytes` to be brought into the cache, one 64-byte line at a time. A hint only:
-/// it reads nothing and cannot fault.
-#[inline(always)]
-fn prefetch(bytes: &[u8]) {
-    #[cfg(target_arch = "x86_64")]
-    for line in bytes.chunks(64) {
-        // SAFETY: a prefetch never faults and changes no state the program can see; the
-        // address is that of a byte of `bytes`.
-        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(line.as_ptr().cast()) };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = bytes;
-}
-
 /// Largest schema kept for the deep checks.
 const MAX_SCHEMA: usize = 64 << 20;
 
@@ -114,7 +77,7 @@ impl EntryDigest {
     }
 
     /// Pass the next bytes. They are taken a [`PIECE`] at a time, each hashed (reading
-    /// ahead, see [`hash_ahead`]) and then, while it is still in the core's cache, given to
+    /// ahead, see [`crate::sha::hash_ahead`]) and then, while it is still in the core's cache, given to
     /// the format checker, the prefix, the content and the census copy: the bytes come
     /// from memory once, however many of those want them.
     pub(super) fn update(&mut self, data: &[u8]) {
@@ -124,7 +87,7 @@ impl EntryDigest {
     }
 
     fn update_piece(&mut self, data: &[u8]) {
-        hash_ahead(&mut self.hasher, data);
+        crate::sha::hash_ahead(&mut self.hasher, data);
         self.size += data.len() as u64;
         if let Some(c) = self.checker.as_mut() {
             c.update(data);
