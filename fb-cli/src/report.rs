@@ -187,10 +187,17 @@ impl Reporter {
     /// The run failed: with JSON progress, write the `failed` event (exit code, error, and
     /// the files and bytes done so far). Once per run.
     fn failed(&self, err: &fb_core::Error) {
+        self.ended_with(err.exit_code(), &err.chain());
+    }
+
+    /// The run ran to its end with a verdict that is not success (a diff that found
+    /// differences, exit 1): with JSON progress, the `failed` event with that exit code and
+    /// `why`. Nothing is printed otherwise: the verdict is the tool's output. Once per run.
+    pub fn ended_with(&self, exit_code: u8, why: &str) {
         if self.progress != Progress::Json || self.concluded.swap(true, Ordering::SeqCst) {
             return;
         }
-        let mut event = serde_json::json!({"event": "failed", "exit_code": err.exit_code(), "error": err.chain()});
+        let mut event = serde_json::json!({"event": "failed", "exit_code": exit_code, "error": why});
         if let (Some(event), serde_json::Value::Object(fields)) = (event.as_object_mut(), self.so_far()) {
             event.extend(fields);
         }

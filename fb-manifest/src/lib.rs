@@ -331,7 +331,21 @@ fn run_diff(d: &DiffArgs) -> Result<ExitCode> {
     reporter.finish(); // no progress bar left on the line the output starts on
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(out.as_bytes()).and_then(|_| stdout.flush()).map_err(|e| Error::io("writing to stdout", e))?;
-    Ok(if diff.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(conclude(&reporter, diff.is_empty(), || {
+        format!("manifests differ: {} entries", diff.changed.len() + diff.added.len() + diff.removed.len())
+    }))
+}
+
+/// Exit 0 when the sides agree, else 1; with `--progress json` the event stream ends with
+/// `finished`, or `failed` (exit code 1 and `differ`'s text).
+fn conclude(reporter: &Reporter, same: bool, differ: impl FnOnce() -> String) -> ExitCode {
+    if same {
+        reporter.succeeded();
+        ExitCode::SUCCESS
+    } else {
+        reporter.ended_with(1, &differ());
+        ExitCode::from(1)
+    }
 }
 
 /// One side's census: a cluster URL is asked with queries, anything else decoded.
@@ -388,5 +402,5 @@ fn run_census_diff(d: &DiffArgs, reporter: &Arc<Reporter>) -> Result<ExitCode> {
     reporter.finish();
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(out.as_bytes()).and_then(|_| stdout.flush()).map_err(|e| Error::io("writing to stdout", e))?;
-    Ok(if same { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(conclude(reporter, same, || format!("censuses differ: {} figures", result.differences.len())))
 }

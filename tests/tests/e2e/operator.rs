@@ -184,6 +184,30 @@ fn json_events_agree_and_end_with_the_outcome() {
     assert_eq!(last["exit_code"], 78);
     assert!(last["error"].as_str().unwrap().contains("not empty"), "the error, as on the error line: {last}");
     assert!(named(&ev, "finished").is_empty());
+
+    // fb-manifest diff ends its events with its verdict: `finished` when the sides agree,
+    // `failed` with exit code 1 when they differ (byte and census diffs alike).
+    let mut fewer = tar_entries(&archive);
+    let dropped = fewer.iter().position(|(n, _)| n.contains("/shards/")).expect("a shard entry");
+    fewer.remove(dropped);
+    let fewer_file = dir.path().join("fewer.tar");
+    std::fs::write(&fewer_file, rebuild_archive(&fewer, serde_json::Map::new())).unwrap();
+    let (a, b) = (file.to_str().unwrap(), fewer_file.to_str().unwrap());
+    for (args, want) in [
+        (vec!["diff", a, a], 0),
+        (vec!["diff", a, b], 1),
+        (vec!["diff", "--census", a, a], 0),
+        (vec!["diff", "--census", a, b], 1),
+    ] {
+        let out = run("fb-manifest", &[&args[..], &["--progress", "json"]].concat(), None);
+        assert_eq!(code(&out), want, "{args:?}: {}", stderr(&out));
+        let ev = events(&stderr(&out));
+        assert_eq!(ev.len(), stderr(&out).lines().count(), "{args:?}: only JSON on stderr: {}", stderr(&out));
+        let last = ev.last().unwrap_or_else(|| panic!("{args:?}: no event"));
+        assert_eq!(last["event"], if want == 0 { "finished" } else { "failed" }, "{args:?}: {last}");
+        assert_eq!(last["exit_code"], want, "{args:?}: {last}");
+        assert_eq!(named(&ev, "finished").len() + named(&ev, "failed").len(), 1, "{args:?}: one verdict");
+    }
     c.add_fault("down").unwrap();
     let out = run("fb-export", &["--host", &url, "--progress", "json", "--retry-period", "1s"], None);
     assert_eq!(code(&out), 69, "{}", stderr(&out));
