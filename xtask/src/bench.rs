@@ -568,7 +568,7 @@ impl Measure<'_> {
     fn census_vs_verify(&mut self) -> Result<()> {
         let shards = if self.b.cfg.shard_bytes < 16 * MIB { 3 } else { 24 };
         self.note(&format!("census: fb-verify --census vs fb-verify, {shards} dense shards"));
-        let (archive, bytes) = census::dense_archive(&self.b.tmp, shards, &self.b.bin.join("fb-manifest"))?;
+        let (archive, bytes) = census::dense_archive(&self.b.tmp, shards, &self.b.bin)?;
         io::copy(&mut File::open(&archive)?, &mut io::sink())?;
         for (input, figure) in [
             (Input::Named, "verify --census FILE vs verify FILE, dense shards"),

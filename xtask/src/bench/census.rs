@@ -59,11 +59,13 @@ const SCHEMA: &str = r#"{"indexes":[{"name":"dense","options":{"keys":false,"tra
 /// into the child's `ru_maxrss` through `vfork` + `exec`), so the bench itself never holds it.
 pub const GENERATE_ENV: &str = "FBKIT_BENCH_WRITE_DENSE";
 
-/// Write the dense archive with `shards` shards into `dir` in a child process (this
-/// executable, `bench`, with [`GENERATE_ENV`] set); returns its path and size.
-pub fn dense_archive(dir: &Path, shards: u64, fb_manifest: &Path) -> Result<(PathBuf, u64)> {
+/// Write the dense archive with `shards` shards into `dir` in a child process (`xtask`,
+/// the release build of this executable in `bin`, beside the tools: the RBF writer runs
+/// optimised; `bench`, with [`GENERATE_ENV`] set); returns its path and size.
+pub fn dense_archive(dir: &Path, shards: u64, bin: &Path) -> Result<(PathBuf, u64)> {
+    let fb_manifest = bin.join("fb-manifest");
     let job = format!("{},{shards},{}", dir.display(), fb_manifest.display());
-    let status = Command::new(std::env::current_exe()?)
+    let status = Command::new(bin.join("xtask"))
         .arg("bench")
         .env(GENERATE_ENV, job)
         .status()
