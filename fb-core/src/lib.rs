@@ -23,7 +23,7 @@ pub mod preflight;
 pub mod rate;
 pub mod resume;
 pub mod schema;
-mod sha;
+pub mod sha;
 pub mod topology;
 pub mod verify;
 

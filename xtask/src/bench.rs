@@ -754,8 +754,8 @@ fn pad_shard(cluster_dir: &Path, bytes: u64) -> Result<()> {
 const HASH_MAPPED_ENV: &str = "FBKIT_BENCH_HASH_MAPPED";
 
 /// Bytes per second of SHA-256 over a file's page-cache pages with nothing else done: one
-/// thread per core, each mapping its share 8 MiB at a time and hashing it (asking for the
-/// bytes 2 KiB ahead, as fb-verify does). The ceiling of any tool that hashes a file in
+/// thread per core, each mapping its share 8 MiB at a time and hashing it with fb-verify's
+/// own hash loop ([`fb_core::sha::hash_ahead`]). The ceiling of any tool that hashes a file in
 /// the page cache on this machine: fb-verify FILE adds the tar walk, the order of results
 /// and its checks.
 fn hash_mapped(path: &Path) -> Result<f64> {
@@ -790,21 +790,7 @@ fn hash_mapped(path: &Path) -> Result<f64> {
                     assert!(p != libc::MAP_FAILED, "mapping the archive failed");
                     // SAFETY: `n` bytes from `p` are mapped readable until munmap.
                     let bytes = unsafe { std::slice::from_raw_parts(p.cast::<u8>(), n) };
-                    for (i, step) in bytes.chunks(1024).enumerate() {
-                        let ahead = (i + 2) * 1024;
-                        if ahead < n {
-                            for line in bytes[ahead..(ahead + 1024).min(n)].chunks(64) {
-                                // SAFETY: a prefetch of a mapped address; it cannot fault.
-                                #[cfg(target_arch = "x86_64")]
-                                unsafe {
-                                    std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                                        line.as_ptr().cast(),
-                                    )
-                                };
-                            }
-                        }
-                        hasher.update(step);
-                    }
+                    fb_core::sha::hash_ahead(&mut hasher, bytes);
                     // SAFETY: exactly the mapping made above; `bytes` is not used after.
                     unsafe { libc::munmap(p, n) };
                     at += threads * WINDOW;
