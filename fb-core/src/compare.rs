@@ -118,9 +118,14 @@ pub fn load_side(source: &Source, label: &str, allow_manifest: bool, content: bo
 /// Whether a file may be a manifest stored apart: a regular file that starts with `{`, or
 /// a file that is not regular (a pipe given by name), whose first byte the stream side reads.
 fn may_be_manifest(file: &std::fs::File) -> bool {
+    !file.metadata().is_ok_and(|m| m.is_file()) || starts_like_manifest(file)
+}
+
+/// Whether a file's first byte is `{`: a manifest's, never a tar, zstd or gzip stream's.
+pub(crate) fn starts_like_manifest(file: &std::fs::File) -> bool {
     use std::os::unix::fs::FileExt;
     let mut first = [0u8; 1];
-    !file.metadata().is_ok_and(|m| m.is_file()) || (file.read_at(&mut first, 0).ok() == Some(1) && first[0] == b'{')
+    file.read_at(&mut first, 0).ok() == Some(1) && first[0] == b'{'
 }
 
 /// A stream side: a manifest stored apart starts with `{`, which no tar, zstd or gzip

@@ -736,9 +736,7 @@ pub fn of_source(source: &crate::compare::Source, label: &str, events: &crate::e
         Source::Stdin => scan_source(None, mode, events)?,
         Source::Directory(p) => scan_source(Some(p), mode, events)?,
         Source::File(p) => {
-            let mut first = [0u8; 1];
-            let file = crate::verify::open_input(p)?;
-            if std::os::unix::fs::FileExt::read_at(&file, &mut first, 0).ok() == Some(1) && first[0] == b'{' {
+            if crate::compare::starts_like_manifest(&crate::verify::open_input(p)?) {
                 return Err(Error::usage(format!(
                     "{label} is a manifest: --census needs the data (an archive, a directory or a cluster URL)"
                 )));

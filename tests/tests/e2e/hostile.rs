@@ -266,22 +266,15 @@ impl Raw {
     }
 }
 
-/// Every file under `dir` with its content.
+/// Every directory (empty content) and file (its bytes) under `dir`.
 fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                out.insert(p.clone(), Vec::new());
-                stack.push(p);
-            } else {
-                out.insert(p.clone(), std::fs::read(&p).unwrap_or_default());
-            }
-        }
-    }
-    out
+    walk(dir)
+        .into_iter()
+        .map(|p| {
+            let bytes = if p.is_dir() { Vec::new() } else { std::fs::read(&p).unwrap_or_default() };
+            (p, bytes)
+        })
+        .collect()
 }
 
 #[test]
