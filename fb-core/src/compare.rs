@@ -96,11 +96,7 @@ pub fn load_side(source: &Source, label: &str, allow_manifest: bool, content: bo
             fallback.insert("archive".into(), Value::from(label));
             return Side::of_scan(scan_stdin(mode, events), fallback).map_err(|e| e.context(label));
         }
-        Source::Stdin => {
-            let stdin = std::io::stdin();
-            crate::pipe::widen(&stdin);
-            Box::new(stdin.lock())
-        }
+        Source::Stdin => Box::new(std::io::stdin().lock()),
         Source::File(path) => {
             let file = open_input(path)?;
             if !(allow_manifest && may_be_manifest(&file)) {

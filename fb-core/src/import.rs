@@ -209,9 +209,7 @@ pub fn open_backup(source: Option<&std::path::Path>, opts: &mut ImportOptions) -
                 "--resume reads the backup twice (what the target holds is compared first): give it as a file with -s FILE",
             ));
         }
-        let stdin = std::io::stdin();
-        crate::pipe::widen(&stdin);
-        return Ok(Box::new(stdin));
+        return Ok(Box::new(std::io::stdin()));
     };
     let found = prescan(std::io::BufReader::with_capacity(1 << 20, crate::verify::open_input(path)?), opts.resume)
         .map_err(|e| e.context(format!("{} (nothing was sent)", path.display())))?;

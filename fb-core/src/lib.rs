@@ -18,7 +18,6 @@ pub mod layout;
 pub mod manifest;
 mod mapped;
 pub mod output;
-pub mod pipe;
 pub mod preflight;
 pub mod rate;
 pub mod resume;

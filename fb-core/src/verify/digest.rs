@@ -100,7 +100,8 @@ impl EntryDigest {
             let limit = if self.want_content { CONTENT_LIMIT as usize } else { MAX_SCHEMA };
             if c.len() + data.len() <= limit {
                 c.extend_from_slice(data);
-            } else if self.want_content {
+            } else {
+                // Too large to keep: dropped whole, never kept with a piece missing.
                 self.content = None;
             }
         }

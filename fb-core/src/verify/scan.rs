@@ -376,7 +376,6 @@ pub fn scan_stdin(mode: impl Into<ScanMode>, events: &Events) -> Scan {
             }
         }
     }
-    crate::pipe::widen(&stdin);
     scan_stream(stdin.lock(), mode, events)
 }
 
@@ -426,11 +425,12 @@ fn scan_file_from(file: File, start: u64, mode: ScanMode, events: &Events, worke
         |path, &(at, size), digest, buf| {
             let mut digest = digest.readable_at(Arc::clone(&file), at);
             let name = path.to_string();
-            let mut done = feed_mapped(&file, at, size, &mut digest, events, || {
-                format!(
+            let mut done = feed_mapped(&file, at, size, &mut digest, events, || MappedFile {
+                shrank: format!(
                     "the backup file shrank while entry {name:?} was read from it (it was changed during the check)"
-                )
-            });
+                ),
+                failed: format!("reading entry {name:?} of the backup file failed (an I/O error of its file system)"),
+            })?;
             while done < size {
                 let want = (size - done).min(buf.len() as u64) as usize;
                 let n = match file.read_at(&mut buf[..want], at + done) {
@@ -465,36 +465,52 @@ fn scan_file_from(file: File, start: u64, mode: ScanMode, events: &Events, worke
     scan
 }
 
+/// What a mapped read says when its file changes under it: `shrank` when the file is now
+/// shorter than the bytes being read (exit 66), `failed` when a mapped read failed and the
+/// file is not shorter (exit 74, an I/O error of the file system).
+struct MappedFile {
+    shrank: String,
+    failed: String,
+}
+
 /// Pass `len` bytes of `file` from `at` to `digest` through read-only mappings of
 /// [`MAP_WINDOW`] bytes (no copy; see [`crate::mapped`]), and return how many were passed:
-/// `len`, or fewer when a window cannot be mapped or the file is now shorter than the
+/// `len`, or fewer when a window cannot be mapped or the file is already shorter than the
 /// bytes it should hold, for the caller to read the rest (and report what is missing) with
-/// `read`. A file shortened while a window is read ends the process with exit 66 and the
-/// message `shrank` gives.
+/// `read`. The file's length is looked at again after each window: one cut inside a page
+/// while it was read (those bytes read as zeros, with no signal) is an error (exit 66). A
+/// file shortened by whole pages while a window is read ends the process (see
+/// [`crate::mapped`]).
 fn feed_mapped(
     file: &File,
     at: u64,
     len: u64,
     digest: &mut EntryDigest,
     events: &Events,
-    shrank: impl FnOnce() -> String,
-) -> u64 {
+    what: impl FnOnce() -> MappedFile,
+) -> Result<u64> {
     if len == 0 {
-        return 0;
+        return Ok(0);
     }
-    let _guard = BusGuard::new(&shrank());
+    let what = what();
+    let guard = BusGuard::new(file, &what.shrank, &what.failed);
+    let holds = |end: u64| file.metadata().is_ok_and(|m| m.len() >= end);
     let mut done = 0u64;
     while done < len {
         let want = (len - done).min(MAP_WINDOW);
-        if file.metadata().map_or(true, |m| m.len() < at + done + want) {
-            return done;
+        let end = at + done + want;
+        if !holds(end) {
+            return Ok(done);
         }
-        let Ok(window) = Mapped::new(file, at + done, want as usize) else { return done };
-        digest.update(window.bytes());
+        let Ok(window) = Mapped::new(file, at + done, want as usize) else { return Ok(done) };
+        guard.read(&window, |bytes| digest.update(bytes));
+        if !holds(end) {
+            return Err(Error::truncated(what.shrank));
+        }
         events.event(Event::Bytes(want));
         done += want;
     }
-    done
+    Ok(done)
 }
 
 /// Hash entries whose bytes each worker reads itself. `walk` is called once on this thread
@@ -612,9 +628,10 @@ fn scan_dir_with(dir: &Path, mode: ScanMode, events: &Events, workers: usize) ->
             let f = Arc::new(f);
             let mut digest = digest.readable_at(Arc::clone(&f), 0);
             let len = f.metadata().map_or(0, |m| m.len());
-            let mapped = feed_mapped(&f, 0, len, &mut digest, events, || {
-                format!("{} shrank while it was read (it was changed during the check)", file.display())
-            });
+            let mapped = feed_mapped(&f, 0, len, &mut digest, events, || MappedFile {
+                shrank: format!("{} shrank while it was read (it was changed during the check)", file.display()),
+                failed: format!("reading {} failed (an I/O error of its file system)", file.display()),
+            })?;
             // What the mapping did not cover (all of it if the file system cannot be
             // mapped; bytes appended since its length was taken) is read to the end.
             let mut at = mapped;
@@ -744,8 +761,6 @@ mod tests {
         }
     }
 
-    /// Reading a file at offsets must end exactly as reading it as a stream does: the same
-    /// entries, the same entry it stopped in, the same error.
     #[test]
     fn an_entry_larger_than_a_mapped_window_is_read_whole_from_a_file_and_a_directory() {
         let big: Vec<u8> = (0..MAP_WINDOW as usize * 2 + 4097).map(|j| (j % 251) as u8).collect();
@@ -768,6 +783,8 @@ mod tests {
         }
     }
 
+    /// Reading a file at offsets must end exactly as reading it as a stream does: the same
+    /// entries, the same entry it stopped in, the same error.
     #[test]
     fn a_cut_file_stops_where_the_same_cut_stream_stops() {
         let entries = entries();
