@@ -16,7 +16,7 @@ pub mod format;
 pub mod import;
 pub mod layout;
 pub mod manifest;
-mod mapped;
+pub mod mapped;
 pub mod output;
 pub mod preflight;
 pub mod rate;

@@ -13,6 +13,8 @@
 //! early) when the file is now shorter than the window, the exit a short `read` gets; exit
 //! 74 (an I/O error) when it is not (a disk or network file system that failed). Any other
 //! `SIGBUS` gets the action it would have had without this module.
+//!
+//! Public for `cargo xtask bench`, which measures a machine's ceiling with these windows.
 
 use std::cell::Cell;
 use std::ffi::c_void;
@@ -25,7 +27,7 @@ use std::sync::OnceLock;
 use nix::libc;
 
 /// A read-only mapping of `len` bytes of a file from some offset.
-pub(crate) struct Mapped {
+pub struct Mapped {
     base: NonNull<c_void>,
     map_len: usize,
     /// Bytes between the page boundary the mapping starts at and the offset asked for.
@@ -45,7 +47,7 @@ impl Mapped {
     /// that cannot be mapped, no address space, not Linux) are for the caller to read the
     /// bytes instead.
     #[cfg(target_os = "linux")]
-    pub(crate) fn new(file: &File, offset: u64, len: usize) -> std::io::Result<Mapped> {
+    pub fn new(file: &File, offset: u64, len: usize) -> std::io::Result<Mapped> {
         use std::num::NonZeroUsize;
 
         use nix::sys::mman::{mmap, MapFlags, ProtFlags};
@@ -64,7 +66,7 @@ impl Mapped {
     }
 
     #[cfg(not(target_os = "linux"))]
-    pub(crate) fn new(_: &File, _: u64, _: usize) -> std::io::Result<Mapped> {
+    pub fn new(_: &File, _: u64, _: usize) -> std::io::Result<Mapped> {
         Err(std::io::ErrorKind::Unsupported.into())
     }
 }
@@ -111,14 +113,14 @@ thread_local! {
 /// The one way to a window's bytes. While it lives, a `SIGBUS` on a window this thread
 /// reads through it ends the process with its message (see the module's text). One guard
 /// per thread at a time.
-pub(crate) struct BusGuard {
+pub struct BusGuard {
     watch: Box<Watch>,
 }
 
 impl BusGuard {
     /// `shrank` and `failed` say what was being read and from which file, for the two
     /// endings; each is printed after the program's name, like the tools' other errors.
-    pub(crate) fn new(file: &File, shrank: &str, failed: &str) -> BusGuard {
+    pub fn new(file: &File, shrank: &str, failed: &str) -> BusGuard {
         let tool = std::env::args_os()
             .next()
             .map(|a| std::path::Path::new(&a).file_name().unwrap_or_default().to_string_lossy().into_owned())
@@ -141,7 +143,7 @@ impl BusGuard {
     }
 
     /// Hand `read` the bytes of `window` (of the guard's file), watched while it runs.
-    pub(crate) fn read<T>(&self, window: &Mapped, read: impl FnOnce(&[u8]) -> T) -> T {
+    pub fn read<T>(&self, window: &Mapped, read: impl FnOnce(&[u8]) -> T) -> T {
         // SAFETY: `skip + len` bytes from `base` are mapped readable for as long as `window`
         // lives, which is longer than this call. Another process may write the file
         // meanwhile and change what is read, as it would for `read(2)`: the bytes are only

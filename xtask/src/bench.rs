@@ -341,9 +341,9 @@ impl Measure<'_> {
         }
         self.report.export_hash_ratio = Some(base.secs / ours.secs);
         self.report.cpu.push(CpuNote::ExportWork {
-            fb_export_cpu: ours.cpu_secs,
-            curl_cpu: self.export_c1.1.cpu_secs,
-            curl_dgst_cpu: base.cpu_secs,
+            fb_export_cpu: ours.cpu_secs(),
+            curl_cpu: self.export_c1.1.cpu_secs(),
+            curl_dgst_cpu: base.cpu_secs(),
             archive_bytes: plan.bytes,
             sha_bps,
             sha_source,
@@ -754,55 +754,44 @@ fn pad_shard(cluster_dir: &Path, bytes: u64) -> Result<()> {
 const HASH_MAPPED_ENV: &str = "FBKIT_BENCH_HASH_MAPPED";
 
 /// Bytes per second of SHA-256 over a file's page-cache pages with nothing else done: one
-/// thread per core, each mapping its share 8 MiB at a time and hashing it with fb-verify's
-/// own hash loop ([`fb_core::sha::hash_ahead`]). The ceiling of any tool that hashes a file in
+/// thread per core, each mapping its share 8 MiB at a time with fb-core's mapped windows
+/// and hashing it with fb-verify's own hash loop ([`fb_core::sha::hash_ahead`]). The ceiling of any tool that hashes a file in
 /// the page cache on this machine: fb-verify FILE adds the tar walk, the order of results
 /// and its checks.
 fn hash_mapped(path: &Path) -> Result<f64> {
+    use fb_core::mapped::{BusGuard, Mapped};
     use sha2::Digest;
-    use std::os::fd::AsRawFd;
-    const WINDOW: usize = 8 << 20;
+    const WINDOW: u64 = 8 << 20;
     let file = File::open(path)?;
-    let len = file.metadata()?.len() as usize;
-    let threads = cores() as usize;
+    let len = file.metadata()?.len();
+    let threads = cores() as u64;
     let started = Instant::now();
-    std::thread::scope(|s| {
-        for t in 0..threads {
-            let file = &file;
-            s.spawn(move || {
-                let mut hasher = sha2::Sha256::new();
-                let mut at = t * WINDOW;
-                while at < len {
-                    let n = WINDOW.min(len - at);
-                    // SAFETY: a private read-only mapping of `n` bytes of the file from `at`
-                    // (a multiple of the page size), unmapped below; the file is not changed
-                    // while the bench runs.
-                    let p = unsafe {
-                        libc::mmap(
-                            std::ptr::null_mut(),
-                            n,
-                            libc::PROT_READ,
-                            libc::MAP_PRIVATE | libc::MAP_POPULATE,
-                            file.as_raw_fd(),
-                            at as libc::off_t,
-                        )
-                    };
-                    assert!(p != libc::MAP_FAILED, "mapping the archive failed");
-                    // SAFETY: `n` bytes from `p` are mapped readable until munmap.
-                    let bytes = unsafe { std::slice::from_raw_parts(p.cast::<u8>(), n) };
-                    fb_core::sha::hash_ahead(&mut hasher, bytes);
-                    // SAFETY: exactly the mapping made above; `bytes` is not used after.
-                    unsafe { libc::munmap(p, n) };
-                    at += threads * WINDOW;
-                }
-                std::hint::black_box(hasher.finalize());
-            });
-        }
-    });
+    std::thread::scope(|s| -> Result<()> {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let file = &file;
+                s.spawn(move || -> Result<()> {
+                    let guard = BusGuard::new(file, "the bench archive shrank", "reading the bench archive failed");
+                    let mut hasher = sha2::Sha256::new();
+                    let mut at = t * WINDOW;
+                    while at < len {
+                        let n = WINDOW.min(len - at);
+                        let window = Mapped::new(file, at, n as usize).context("mapping the bench archive")?;
+                        guard.read(&window, |bytes| fb_core::sha::hash_ahead(&mut hasher, bytes));
+                        at += threads * WINDOW;
+                    }
+                    std::hint::black_box(hasher.finalize());
+                    Ok(())
+                })
+            })
+            .collect();
+        workers.into_iter().try_for_each(|w| w.join().map_err(|_| anyhow::anyhow!("a hashing thread panicked"))?)
+    })?;
     Ok(len as f64 / started.elapsed().as_secs_f64())
 }
 
-fn cores() -> f64 {
+/// The machine's cores, as the figures divide by them.
+pub(crate) fn cores() -> f64 {
     std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
 }
 

@@ -151,6 +151,14 @@ impl Bench {
         Ok(self.runner.run_to_null(cmd)?.secs)
     }
 
+    /// Seconds of one `featurebase backuptar` of `src` into `out` (replaced).
+    fn backuptar(&mut self, src: &RealCluster, out: &Path) -> Result<f64> {
+        let _ = fs::remove_file(out);
+        let mut cmd = Command::new(&self.fb);
+        cmd.args(["backuptar", "--host", src.url(), "-o"]).arg(out);
+        self.timed(cmd)
+    }
+
     /// fb-export of a fb-devcluster (`--seed-from DIR` or the demo set with shards of
     /// `demo_bytes`) into `archive`.
     fn archive_from_devcluster(
@@ -259,10 +267,7 @@ impl Bench {
         let fetched = self.tmp.join("large-curl.out");
         for rep in 0..self.reps {
             self.note(&format!("{CASE}: backup run {}/{}", rep + 1, self.reps));
-            let _ = fs::remove_file(&theirs);
-            let mut cmd = Command::new(&self.fb);
-            cmd.args(["backuptar", "--host", src.url(), "-o"]).arg(&theirs);
-            backuptar.0.push(self.timed(cmd)?);
+            backuptar.0.push(self.backuptar(&src, &theirs)?);
             for (i, c) in levels.into_iter().enumerate() {
                 export[i].0.push(self.fb_export(&src, c, false, &ours)?);
                 bound[i].0.push(self.fetch_and_hash(&gets, c, &fetched)?);
@@ -335,10 +340,7 @@ impl Bench {
         let fetched = self.tmp.join("small-curl.out");
         for rep in 0..self.reps {
             self.note(&format!("{CASE}: backup run {}/{}", rep + 1, self.reps));
-            let _ = fs::remove_file(&theirs);
-            let mut cmd = Command::new(&self.fb);
-            cmd.args(["backuptar", "--host", src.url(), "-o"]).arg(&theirs);
-            backuptar.0.push(self.timed(cmd)?);
+            backuptar.0.push(self.backuptar(&src, &theirs)?);
             for (i, c) in levels.into_iter().enumerate() {
                 let _ = fs::remove_dir_all(&backup_dir);
                 let mut cmd = Command::new(&self.fb);

@@ -15,8 +15,6 @@ pub struct Best {
     pub secs: f64,
     pub rss_kib: u64,
     pub write_bytes: u64,
-    /// CPU seconds (all commands of the pipeline) of the fastest run.
-    pub cpu_secs: f64,
     /// What each command of the fastest run used, in pipeline order.
     pub usage: Vec<Usage>,
 }
@@ -25,11 +23,15 @@ impl Best {
     pub fn add(&mut self, run: &Run) {
         if self.secs == 0.0 || run.secs < self.secs {
             self.secs = run.secs;
-            self.cpu_secs = run.usage.iter().map(|u| u.cpu_secs).sum();
             self.usage = run.usage.clone();
         }
         self.rss_kib = self.rss_kib.max(run.max_rss_kib());
         self.write_bytes = self.write_bytes.max(run.usage.iter().map(|u| u.write_bytes).sum());
+    }
+
+    /// CPU seconds (all commands of the pipeline) of the fastest run.
+    pub fn cpu_secs(&self) -> f64 {
+        self.usage.iter().map(|u| u.cpu_secs).sum()
     }
 
     pub fn mbps(&self, bytes: u64) -> f64 {
@@ -234,8 +236,8 @@ pub enum CpuNote {
 impl CpuNote {
     /// The bound for a run of fbkit (`ours`) that cost its cluster `server_cpu` seconds.
     pub fn core_bound(what: &'static str, ours: &Best, server_cpu: f64) -> CpuNote {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-        CpuNote::CoreBound { what, fbkit_cpu: ours.cpu_secs, server_cpu, cores, secs: ours.secs }
+        let cores = super::cores();
+        CpuNote::CoreBound { what, fbkit_cpu: ours.cpu_secs(), server_cpu, cores, secs: ours.secs }
     }
 }
 
